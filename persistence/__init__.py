@@ -1,0 +1,1 @@
+"""Diagram storage: ports, their adapters (SQLite, Postgres, folder, S3) and migrations."""
