@@ -6,7 +6,6 @@ import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator
-from io import BufferedReader
 from pathlib import Path, PurePosixPath
 
 from core.errors import BlobNotFound, BlobStoreUnavailable, InvalidInput
@@ -53,13 +52,15 @@ class FolderBlobStore:
 
     async def open(self, key: str, *, chunk_bytes: int = 65536) -> AsyncIterator[bytes]:
         path = self._path(key)
+        # Check now so a missing blob is an error before the first chunk; the file
+        # itself is opened by the iterator, so an iterator never started holds no handle.
         try:
-            handle = await asyncio.to_thread(path.open, "rb")
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+            found = await asyncio.to_thread(path.is_file)
         except OSError as exc:
             raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
-        return _read_chunks(handle, chunk_bytes)
+        if not found:
+            raise BlobNotFound(key)
+        return _read_chunks(path, key, chunk_bytes)
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
@@ -87,7 +88,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-async def _read_chunks(handle: BufferedReader, chunk_bytes: int) -> AsyncIterator[bytes]:
+async def _read_chunks(path: Path, key: str, chunk_bytes: int) -> AsyncIterator[bytes]:
+    try:
+        handle = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError:
+        raise BlobNotFound(key) from None  # removed since open() looked
     try:
         while chunk := await asyncio.to_thread(handle.read, chunk_bytes):
             yield chunk
