@@ -1,0 +1,1 @@
+"""The ASGI application: HTTP API, WebSocket rooms, auth, settings and CLI."""

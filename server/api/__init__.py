@@ -1,0 +1,1 @@
+"""HTTP endpoints, and the table that routes and documents them."""

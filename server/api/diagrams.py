@@ -1,0 +1,285 @@
+"""The diagrams REST endpoints: list, create, get, save, delete, XML, summary, versions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from bpmn.inspect import inspect_bpmn, minimal_bpmn
+from core.errors import InvalidInput, PreconditionRequired, XmlTooLarge
+from persistence.content import open_xml, read_xml
+from persistence.models import NewContent
+from server.api.context import caller, writer
+from server.http import (
+    JSON_TYPES,
+    XML_TYPES,
+    etag_for,
+    json_response,
+    not_modified,
+    parse_etag_version,
+    parse_json_body,
+    query_int,
+    read_body,
+    require_media_type,
+    xml_as_text,
+    xml_from_json_text,
+)
+from server.schemas import (
+    TITLE_MAX,
+    CreateDiagramBody,
+    DiagramListOut,
+    DiagramOut,
+    DiagramSummaryOut,
+    SaveDiagramBody,
+    VersionListOut,
+    VersionOut,
+)
+from server.services import Services
+
+# JSON escaping can grow XML text, so a JSON body may be larger than the XML it carries;
+# the XML itself is checked against the limit once decoded.
+_JSON_OVERHEAD_FACTOR = 2
+_JSON_OVERHEAD_BYTES = 64 * 1024
+
+
+async def list_diagrams(request: Request) -> Response:
+    services, principal = await caller(request)
+    limit = query_int(request, "limit", default=20, low=1, high=100)
+    cursor = request.query_params.get("cursor") or None
+    query = (request.query_params.get("q") or "").strip() or None
+    project_id = request.query_params.get("projectId") or None
+    if query is not None and len(query) > TITLE_MAX:
+        raise InvalidInput(f"q must be at most {TITLE_MAX} characters", parameter="q")
+
+    cache_key = orjson.dumps([limit, cursor, query, project_id]).decode()
+    lookup = await services.list_cache.get(principal.org_id, cache_key)
+    if lookup.body is not None:
+        return Response(lookup.body, media_type="application/json")
+    page = await services.store.list(
+        principal.org_id, limit=limit, cursor=cursor, query=query, project_id=project_id
+    )
+    body = DiagramListOut(
+        data=[DiagramSummaryOut.of(item) for item in page.items],
+        next_cursor=page.next_cursor,
+        has_more=page.has_more,
+    )
+    encoded = orjson.dumps(body.model_dump(mode="json", by_alias=True))
+    if lookup.generation is not None:
+        await services.list_cache.put(
+            principal.org_id, cache_key, encoded, generation=lookup.generation
+        )
+    return Response(encoded, media_type="application/json")
+
+
+async def create_diagram(request: Request) -> Response:
+    services, principal = await writer(request)
+    limits = services.limits
+    kind = require_media_type(request, JSON_TYPES | XML_TYPES)
+    if kind in XML_TYPES:
+        xml: bytes | None = await read_body(request, limit=limits.max_xml_bytes)
+        title = _title_param(request)
+        project_id = request.query_params.get("projectId") or None
+        message = request.query_params.get("message") or None
+    else:
+        raw = await read_body(request, limit=_json_limit(services))
+        body = parse_json_body(raw, CreateDiagramBody)
+        xml = _checked_json_xml(body.xml, services)
+        title, project_id, message = body.title, body.project_id, body.message
+    if xml is None:
+        xml = minimal_bpmn(title)
+    content = await _inspected(xml, services)
+
+    record = await services.store.create(
+        principal.org_id,
+        diagram_id=str(uuid.uuid4()),
+        title=title,
+        project_id=project_id,
+        content=content,
+        author=principal.user_id,
+        message=message,
+    )
+    await services.list_cache.invalidate(principal.org_id)
+    summary = record.summary
+    return json_response(
+        DiagramSummaryOut.of(summary),
+        status=201,
+        headers={"Location": f"/api/diagrams/{summary.id}", "ETag": etag_for(summary.version)},
+    )
+
+
+async def get_diagram(request: Request) -> Response:
+    services, principal = await caller(request)
+    record = await services.store.get(principal.org_id, request.path_params["diagram_id"])
+    headers = {"ETag": etag_for(record.summary.version)}
+    if not_modified(request, record.summary.version):
+        return Response(status_code=304, headers=headers)
+    xml = await read_xml(services.blobs, record.xml)
+    return json_response(DiagramOut.of_record(record, xml_as_text(xml)), headers=headers)
+
+
+async def get_summary(request: Request) -> Response:
+    services, principal = await caller(request)
+    record = await services.store.get(principal.org_id, request.path_params["diagram_id"])
+    headers = {"ETag": etag_for(record.summary.version)}
+    if not_modified(request, record.summary.version):
+        return Response(status_code=304, headers=headers)
+    return json_response(DiagramSummaryOut.of(record.summary), headers=headers)
+
+
+async def save_diagram(request: Request) -> Response:
+    services, principal = await writer(request)
+    diagram_id = request.path_params["diagram_id"]
+    header_version = _if_match(request)
+    kind = require_media_type(request, JSON_TYPES | XML_TYPES)
+    title: str | None
+    if kind in XML_TYPES:
+        xml: bytes | None = await read_body(request, limit=services.limits.max_xml_bytes)
+        body_version = None
+        title = _title_param(request) if "title" in request.query_params else None
+        message = request.query_params.get("message") or None
+    else:
+        raw = await read_body(request, limit=_json_limit(services))
+        body = parse_json_body(raw, SaveDiagramBody)
+        xml = _checked_json_xml(body.xml, services)
+        body_version, title, message = body.expected_version, body.title, body.message
+    expected = _expected_version(header_version, body_version)
+    if xml is None and title is None:
+        raise InvalidInput("nothing to save: send xml, title or both")
+    content = await _inspected(xml, services) if xml is not None else None
+
+    record = await services.store.save(
+        principal.org_id,
+        diagram_id,
+        expected_version=expected,
+        author=principal.user_id,
+        title=title,
+        content=content,
+        message=message,
+    )
+    await services.list_cache.invalidate(principal.org_id)
+    return json_response(
+        DiagramSummaryOut.of(record.summary),
+        headers={"ETag": etag_for(record.summary.version)},
+    )
+
+
+async def delete_diagram(request: Request) -> Response:
+    services, principal = await writer(request)
+    await services.store.delete(principal.org_id, request.path_params["diagram_id"])
+    await services.list_cache.invalidate(principal.org_id)
+    return Response(status_code=204)
+
+
+async def get_xml(request: Request) -> Response:
+    services, principal = await caller(request)
+    diagram_id = request.path_params["diagram_id"]
+    record = await services.store.get(principal.org_id, diagram_id)
+    version = record.summary.version
+    if not_modified(request, version):
+        return Response(status_code=304, headers={"ETag": etag_for(version)})
+    chunks = await open_xml(services.blobs, record.xml)
+    return StreamingResponse(
+        chunks,
+        media_type="application/xml",
+        headers={
+            "ETag": etag_for(version),
+            "Content-Length": str(record.xml.size),
+            "Content-Disposition": f'attachment; filename="{diagram_id}.bpmn"',
+        },
+    )
+
+
+async def list_versions(request: Request) -> Response:
+    services, principal = await caller(request)
+    limit = query_int(request, "limit", default=20, low=1, high=100)
+    cursor = request.query_params.get("cursor") or None
+    page = await services.store.list_versions(
+        principal.org_id, request.path_params["diagram_id"], limit=limit, cursor=cursor
+    )
+    return json_response(
+        VersionListOut(
+            data=[VersionOut.of(item) for item in page.items],
+            next_cursor=page.next_cursor,
+            has_more=page.has_more,
+        )
+    )
+
+
+async def get_version(request: Request) -> Response:
+    services, principal = await caller(request)
+    diagram_id = request.path_params["diagram_id"]
+    rev: int = request.path_params["rev"]
+    version = await services.store.get_version(principal.org_id, diagram_id, rev)
+    chunks = await open_xml(services.blobs, version.xml)
+    return StreamingResponse(
+        chunks,
+        media_type="application/xml",
+        headers={
+            "Content-Length": str(version.xml.size),
+            "Content-Disposition": f'attachment; filename="{diagram_id}-v{rev}.bpmn"',
+            "X-Version-Author": version.author,
+            "X-Version-Created-At": version.created_at.isoformat(),
+        },
+    )
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _json_limit(services: Services) -> int:
+    return services.limits.max_xml_bytes * _JSON_OVERHEAD_FACTOR + _JSON_OVERHEAD_BYTES
+
+
+def _title_param(request: Request) -> str:
+    title = (request.query_params.get("title") or "").strip()
+    if not title or len(title) > TITLE_MAX:
+        raise InvalidInput(
+            f"with an XML body, give the title as ?title= (1 to {TITLE_MAX} characters)",
+            parameter="title",
+        )
+    return title
+
+
+def _checked_json_xml(text: str | None, services: Services) -> bytes | None:
+    if text is None:
+        return None
+    xml = xml_from_json_text(text)
+    limit = services.limits.max_xml_bytes
+    if len(xml) > limit:
+        raise XmlTooLarge(size=len(xml), limit=limit)
+    return xml
+
+
+async def _inspected(xml: bytes, services: Services) -> NewContent:
+    limits = services.limits
+    # Parsing a large document takes milliseconds of CPU: keep it off the event loop.
+    info = await asyncio.to_thread(
+        inspect_bpmn,
+        xml,
+        max_bytes=limits.max_xml_bytes,
+        max_depth=limits.max_xml_depth,
+        max_elements=limits.max_xml_elements,
+    )
+    return NewContent(xml=xml, element_count=info.element_count)
+
+
+def _if_match(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    return parse_etag_version(header) if header is not None else None
+
+
+def _expected_version(from_header: int | None, from_body: int | None) -> int:
+    if from_header is not None and from_body is not None and from_header != from_body:
+        raise InvalidInput(
+            f"If-Match names version {from_header} but expectedVersion is {from_body}"
+        )
+    expected = from_header if from_header is not None else from_body
+    if expected is None:
+        raise PreconditionRequired(
+            "say which version this save is based on: expectedVersion in the body or If-Match"
+        )
+    return expected

@@ -1,0 +1,116 @@
+"""``bpmn-collab``: serve, migrate, and mint development tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from core.errors import CollabError
+from server.auth import issue_user_token, load_or_create_secret
+from server.logs import configure_logging
+from server.services import open_services
+from server.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        settings = Settings()
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if args.command == "token":
+            return _token(settings, args)
+    except ValidationError as exc:
+        print(f"bpmn-collab: bad configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except CollabError as exc:
+        print(f"bpmn-collab: {exc.detail}", file=sys.stderr)
+        return 1
+    parser.print_help()
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bpmn-collab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP and WebSocket server")
+    serve.add_argument("--host", help="address to bind (SERVER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (SERVER_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (SERVER_WORKERS, default 1)")
+
+    commands.add_parser("migrate", help="create or update the database schema and blob bucket")
+
+    token = commands.add_parser("token", help="print a user access token (development, tests)")
+    token.add_argument("--user", required=True, help="user id (sub claim)")
+    token.add_argument("--org", required=True, help="organization id (org claim)")
+    token.add_argument("--role", choices=("editor", "viewer"), default="editor")
+    token.add_argument("--name", help="display name (name claim)")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (default 3600)")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Command-line flags win over the environment; worker processes re-read the
+    # environment, so pass the flags on through it.
+    for flag, variable in (
+        ("host", "SERVER_HOST"),
+        ("port", "SERVER_PORT"),
+        ("workers", "SERVER_WORKERS"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[variable] = str(value)
+    settings = Settings()
+    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+
+    import uvicorn
+
+    uvicorn.run(
+        "server.app:app_from_env",
+        factory=True,
+        host=settings.server.host,
+        port=settings.server.port,
+        workers=settings.server.workers,
+        log_level=settings.server.log_level,
+        log_config=None,
+        ws_max_size=16 * 1024 * 1024,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    async with open_services(settings) as services:
+        await services.blobs.ensure_ready()
+        await services.store.migrate()
+    print("migrations applied")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    secret = load_or_create_secret(settings.auth.jwt_secret, settings.server.data_dir)
+    ttl = args.ttl if args.ttl is not None else settings.auth.default_token_ttl_s
+    if ttl <= 0:
+        print("bpmn-collab: --ttl must be positive", file=sys.stderr)
+        return 2
+    print(
+        issue_user_token(
+            secret, user_id=args.user, org_id=args.org, role=args.role, name=args.name, ttl_s=ttl
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The composition root's parts: everything long-lived that requests use.
+
+``open_services`` builds the adapters the settings ask for (SQLite or Postgres,
+folder or S3, local or Redis) inside one ``AsyncExitStack``, so shutdown closes
+them in reverse order. Tests pass ``ServiceOverrides`` to swap parts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from persistence.folder_blobs import FolderBlobStore
+from persistence.models import Principal
+from persistence.ports import BlobStore, DiagramStore
+from server.auth import load_or_create_secret
+from server.list_cache import ListCache, NullListCache, RedisListCache
+from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from server.settings import LimitSettings, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceOverrides:
+    store: DiagramStore | None = None
+    blobs: BlobStore | None = None
+    limiter: RateLimiter | None = None
+    list_cache: ListCache | None = None
+    jwt_secret: str | None = None
+
+
+@dataclass
+class Services:
+    store: DiagramStore
+    blobs: BlobStore
+    limiter: RateLimiter
+    list_cache: ListCache
+    jwt_secret: str
+    limits: LimitSettings
+    auth_leeway_s: int
+    redis: aioredis.Redis | None = None
+    _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+
+    async def remember_principal(self, principal: Principal) -> None:
+        """Record a caller's org and user once per process, not on every request."""
+        key = (principal.org_id, principal.user_id)
+        if key in self._known_principals:
+            self._known_principals.move_to_end(key)
+            return
+        await self.store.ensure_principal(principal)
+        self._known_principals[key] = None
+        if len(self._known_principals) > 10_000:
+            self._known_principals.popitem(last=False)
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, overrides: ServiceOverrides | None = None
+) -> AsyncIterator[Services]:
+    overrides = overrides or ServiceOverrides()
+    async with AsyncExitStack() as stack:
+        blobs: BlobStore
+        if overrides.blobs is not None:
+            blobs = overrides.blobs
+        else:
+            blobs = await stack.enter_async_context(_open_blobs(settings))
+        store: DiagramStore
+        if overrides.store is not None:
+            store = overrides.store
+        else:
+            store = await stack.enter_async_context(_open_store(settings, blobs))
+        if settings.migrate_on_start:
+            await blobs.ensure_ready()
+            await store.migrate()
+
+        redis_client: aioredis.Redis | None = None
+        if settings.redis.url is not None:
+            # Short timeouts and few retries: a Redis outage should cost a request a
+            # fraction of a second (limiter and cache fail open), not several seconds.
+            redis_client = aioredis.Redis.from_url(
+                settings.redis.url,
+                socket_connect_timeout=2,
+                socket_timeout=2,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+            )
+            stack.push_async_callback(redis_client.aclose)
+
+        limits = settings.limits
+        limiter = overrides.limiter or _make_limiter(limits, redis_client)
+        list_cache = overrides.list_cache or (
+            RedisListCache(redis_client, ttl_s=limits.list_cache_ttl_s)
+            if redis_client is not None
+            else NullListCache()
+        )
+        secret = overrides.jwt_secret or load_or_create_secret(
+            settings.auth.jwt_secret, settings.server.data_dir
+        )
+        yield Services(
+            store=store,
+            blobs=blobs,
+            limiter=limiter,
+            list_cache=list_cache,
+            jwt_secret=secret,
+            limits=limits,
+            auth_leeway_s=settings.auth.leeway_s,
+            redis=redis_client,
+        )
+
+
+def _make_limiter(limits: LimitSettings, redis_client: aioredis.Redis | None) -> RateLimiter:
+    if redis_client is not None:
+        return RedisRateLimiter(
+            redis_client, rate_per_s=limits.write_rate_per_s, burst=limits.write_burst
+        )
+    return LocalRateLimiter(rate_per_s=limits.write_rate_per_s, burst=limits.write_burst)
+
+
+@asynccontextmanager
+async def _open_blobs(settings: Settings) -> AsyncIterator[BlobStore]:
+    if settings.uses_s3:
+        from persistence.s3_blobs import S3BlobStore
+
+        s3 = settings.s3
+        assert s3.bucket is not None
+        async with S3BlobStore(
+            endpoint_url=s3.endpoint_url,
+            bucket=s3.bucket,
+            region=s3.region,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+        ) as s3_store:
+            yield s3_store
+        return
+    async with FolderBlobStore(settings.blob_folder) as folder:
+        yield folder
+
+
+@asynccontextmanager
+async def _open_store(settings: Settings, blobs: BlobStore) -> AsyncIterator[DiagramStore]:
+    inline_max = settings.limits.inline_xml_max_bytes
+    if settings.database.url is not None:
+        from persistence.postgres_store import PostgresDiagramStore
+
+        async with PostgresDiagramStore(
+            settings.database.url,
+            blobs=blobs,
+            inline_max_bytes=inline_max,
+            pool_min=settings.database.pool_min,
+            pool_max=settings.database.pool_max,
+            app_role=settings.database.rls_role,
+        ) as pg:
+            yield pg
+        return
+    from persistence.sqlite_store import SqliteDiagramStore
+
+    async with SqliteDiagramStore(
+        settings.sqlite_path, blobs=blobs, inline_max_bytes=inline_max
+    ) as sqlite:
+        yield sqlite
