@@ -25,13 +25,20 @@ class _Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-def _clean_title(value: str | None) -> str | None:
-    if value is None:
-        return None
+def clean_title(value: str) -> str:
+    """Titles are shown in lists and file names: trimmed, not blank, no control characters."""
     stripped = value.strip()
     if not stripped:
         raise ValueError("title must not be blank")
+    if len(stripped) > TITLE_MAX:
+        raise ValueError(f"title must be at most {TITLE_MAX} characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in stripped):
+        raise ValueError("title must not contain control characters")
     return stripped
+
+
+def _clean_optional_title(value: str | None) -> str | None:
+    return None if value is None else clean_title(value)
 
 
 class CreateDiagramBody(_Body):
@@ -42,7 +49,7 @@ class CreateDiagramBody(_Body):
     )
     message: str | None = Field(None, max_length=1000)
 
-    _title = field_validator("title")(_clean_title)
+    _title = field_validator("title")(_clean_optional_title)
 
 
 class SaveDiagramBody(_Body):
@@ -53,7 +60,7 @@ class SaveDiagramBody(_Body):
     xml: str | None = None
     message: str | None = Field(None, max_length=1000)
 
-    _title = field_validator("title")(_clean_title)
+    _title = field_validator("title")(_clean_optional_title)
 
 
 class DiagramSummaryOut(_Out):

@@ -86,7 +86,6 @@ class LimitSettings(BaseSettings):
     inline_xml_max_bytes: int = Field(2 * MiB, ge=0)
     max_xml_depth: int = Field(256, ge=8, le=10_000)
     max_xml_elements: int = Field(500_000, ge=10)
-    max_title_chars: int = Field(200, ge=1, le=10_000)
     write_rate_per_s: float = Field(5.0, gt=0)
     write_burst: int = Field(30, ge=1)
     list_cache_ttl_s: int = Field(60, ge=1, le=3600)

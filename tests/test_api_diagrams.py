@@ -226,6 +226,8 @@ async def test_viewers_read_but_cannot_write(api: LiveServer) -> None:
         ({"title": ""}, "title"),
         ({"title": "   "}, "title"),
         ({"title": "x" * 201}, "title"),
+        ({"title": "nul\u0000byte"}, "title"),
+        ({"title": "ok", "projectId": ""}, "projectId"),
         ({"title": "ok", "colour": "red"}, "colour"),
         ({}, "title"),
     ],

@@ -37,6 +37,7 @@ from server.schemas import (
     SaveDiagramBody,
     VersionListOut,
     VersionOut,
+    clean_title,
 )
 from server.services import Services
 
@@ -235,13 +236,12 @@ def _json_limit(services: Services) -> int:
 
 
 def _title_param(request: Request) -> str:
-    title = (request.query_params.get("title") or "").strip()
-    if not title or len(title) > TITLE_MAX:
+    try:
+        return clean_title(request.query_params.get("title") or "")
+    except ValueError as exc:
         raise InvalidInput(
-            f"with an XML body, give the title as ?title= (1 to {TITLE_MAX} characters)",
-            parameter="title",
-        )
-    return title
+            f"with an XML body, give the title as ?title= ({exc})", parameter="title"
+        ) from None
 
 
 def _checked_json_xml(text: str | None, services: Services) -> bytes | None:
