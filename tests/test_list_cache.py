@@ -10,22 +10,12 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.list_cache import CacheLookup, ListCache, NullListCache, RedisListCache
+from tests.fixtures.clock import FakeClock
 
 ORG = "org-1"
 PARAMS = "limit=50&q="
 PAGE = b'{"items":[{"id":"d-1"}]}'
 NO_STORE = CacheLookup(body=None, generation=None)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def _fill(cache: ListCache, org_id: str, params_key: str, body: bytes) -> None:

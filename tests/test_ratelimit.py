@@ -12,17 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.errors import RateLimited
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fixtures.clock import FakeClock
 
 
 async def _refusal(limiter: RateLimiter, key: str) -> RateLimited:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 import orjson
 from starlette.requests import Request
@@ -78,30 +79,21 @@ async def list_diagrams(request: Request) -> Response:
 
 async def create_diagram(request: Request) -> Response:
     services, principal = await writer(request)
-    limits = services.limits
-    kind = require_media_type(request, JSON_TYPES | XML_TYPES)
-    if kind in XML_TYPES:
-        xml: bytes | None = await read_body(request, limit=limits.max_xml_bytes)
-        title = _title_param(request)
-        project_id = request.query_params.get("projectId") or None
-        message = request.query_params.get("message") or None
-    else:
-        raw = await read_body(request, limit=_json_limit(services))
-        body = parse_json_body(raw, CreateDiagramBody)
-        xml = _checked_json_xml(body.xml, services)
-        title, project_id, message = body.title, body.project_id, body.message
-    if xml is None:
-        xml = minimal_bpmn(title)
+    incoming = await _read_incoming(request, services, CreateDiagramBody, title_required=True)
+    title = incoming.title
+    if title is None:  # both body shapes require one; kept as a check, not an assert
+        raise InvalidInput("a title is required", field="title")
+    xml = incoming.xml if incoming.xml is not None else minimal_bpmn(title)
     content = await _inspected(xml, services)
 
     record = await services.store.create(
         principal.org_id,
         diagram_id=str(uuid.uuid4()),
         title=title,
-        project_id=project_id,
+        project_id=incoming.project_id,
         content=content,
         author=principal.user_id,
-        message=message,
+        message=incoming.message,
     )
     await services.list_cache.invalidate(principal.org_id)
     summary = record.summary
@@ -134,32 +126,20 @@ async def get_summary(request: Request) -> Response:
 async def save_diagram(request: Request) -> Response:
     services, principal = await writer(request)
     diagram_id = request.path_params["diagram_id"]
-    header_version = _if_match(request)
-    kind = require_media_type(request, JSON_TYPES | XML_TYPES)
-    title: str | None
-    if kind in XML_TYPES:
-        xml: bytes | None = await read_body(request, limit=services.limits.max_xml_bytes)
-        body_version = None
-        title = _title_param(request) if "title" in request.query_params else None
-        message = request.query_params.get("message") or None
-    else:
-        raw = await read_body(request, limit=_json_limit(services))
-        body = parse_json_body(raw, SaveDiagramBody)
-        xml = _checked_json_xml(body.xml, services)
-        body_version, title, message = body.expected_version, body.title, body.message
-    expected = _expected_version(header_version, body_version)
-    if xml is None and title is None:
+    incoming = await _read_incoming(request, services, SaveDiagramBody, title_required=False)
+    expected = _expected_version(_if_match(request), incoming.expected_version)
+    if incoming.xml is None and incoming.title is None:
         raise InvalidInput("nothing to save: send xml, title or both")
-    content = await _inspected(xml, services) if xml is not None else None
+    content = await _inspected(incoming.xml, services) if incoming.xml is not None else None
 
     record = await services.store.save(
         principal.org_id,
         diagram_id,
         expected_version=expected,
         author=principal.user_id,
-        title=title,
+        title=incoming.title,
         content=content,
-        message=message,
+        message=incoming.message,
     )
     await services.list_cache.invalidate(principal.org_id)
     return json_response(
@@ -229,6 +209,46 @@ async def get_version(request: Request) -> Response:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    """What a create or save sent, from a JSON body or a raw XML body with query parameters."""
+
+    xml: bytes | None
+    title: str | None
+    project_id: str | None
+    message: str | None
+    expected_version: int | None
+
+
+async def _read_incoming(
+    request: Request,
+    services: Services,
+    model: type[CreateDiagramBody] | type[SaveDiagramBody],
+    *,
+    title_required: bool,
+) -> _Incoming:
+    kind = require_media_type(request, JSON_TYPES | XML_TYPES)
+    params = request.query_params
+    if kind in XML_TYPES:
+        xml = await read_body(request, limit=services.limits.max_xml_bytes)
+        wants_title = title_required or "title" in params
+        return _Incoming(
+            xml=xml,
+            title=_title_param(request) if wants_title else None,
+            project_id=params.get("projectId") or None,
+            message=params.get("message") or None,
+            expected_version=None,
+        )
+    body = parse_json_body(await read_body(request, limit=_json_limit(services)), model)
+    return _Incoming(
+        xml=_checked_json_xml(body.xml, services),
+        title=body.title,
+        project_id=getattr(body, "project_id", None),
+        message=body.message,
+        expected_version=getattr(body, "expected_version", None),
+    )
 
 
 def _json_limit(services: Services) -> int:
