@@ -11,7 +11,7 @@ import pytest
 from persistence.content import blob_key_for
 from persistence.s3_blobs import S3BlobStore
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
-from tests.samples import generated_bpmn, reference_files
+from tests.samples import diagram_of_size, reference_files
 
 MiB = 1024 * 1024
 XML = {"Content-Type": "application/xml"}
@@ -46,7 +46,7 @@ def test_reference_corpus_is_present() -> None:
 
 
 async def test_a_large_diagram_goes_through_the_blob_store(api: LiveServer) -> None:
-    big = generated_bpmn(3 * MiB)
+    big = diagram_of_size(3 * MiB)
     async with api.user_client() as client:
         created = await client.post(
             "/api/diagrams", params={"title": "Big"}, content=big, headers=XML
@@ -74,7 +74,7 @@ async def test_distributed_setup_stores_large_xml_in_s3(
         s3_endpoint=s3_endpoint,
         s3_bucket=bucket,
     )
-    big = generated_bpmn(3 * MiB)
+    big = diagram_of_size(3 * MiB)
     async with run_server(settings) as live, live.user_client() as client:
         created = await client.post(
             "/api/diagrams", params={"title": "Big in S3"}, content=big, headers=XML
