@@ -60,6 +60,9 @@ class DiagramRecord:
     summary: DiagramSummary
     xml: StoredXml
     crdt_state: bytes | None
+    # The document epoch: it moves only when the CRDT document is rebuilt from
+    # the XML, so a client holding a document of an older epoch must reload.
+    crdt_epoch: int
     metadata: Mapping[str, Any]
 
 

@@ -102,6 +102,26 @@ class DiagramStore(Protocol):
         ``diagram.saved`` outbox event in one transaction. Content left out
         keeps the current XML. Raises ``VersionConflict`` or ``DiagramNotFound``."""
 
+    async def save_crdt_state(
+        self, org_id: str, diagram_id: str, *, version: int, crdt_state: bytes
+    ) -> bytes:
+        """Fix the first CRDT state of a version that had none (a diagram made
+        from XML gets its element identities the first time a live room opens it).
+
+        In one transaction, and only while the diagram is live, still at
+        ``version`` and without a CRDT state: store ``crdt_state`` on the diagram
+        row and on its version row ``version``. Returns the state now stored for
+        that version: ``crdt_state``, or the one another caller stored first, so
+        rooms opened at once agree. No new version, no outbox event, and
+        ``updated_at`` stays. Raises ``VersionConflict`` when the diagram moved
+        past ``version``, or ``DiagramNotFound``."""
+
+    async def bump_epoch(self, org_id: str, diagram_id: str) -> int:
+        """Start a new document epoch: ``crdt_epoch + 1`` and no CRDT state on the
+        diagram row (the document will be rebuilt from the XML). Returns the new
+        epoch; no new version, no outbox event, and ``updated_at`` stays.
+        Raises ``DiagramNotFound``."""
+
     async def delete(self, org_id: str, diagram_id: str) -> None:
         """Soft delete; versions stay for audit. Raises ``DiagramNotFound``."""
 

@@ -53,6 +53,7 @@ from persistence.rows import (
     existing_id,
     int4,
     new_diagram_id,
+    optional_bytes,
     page_of,
     search_words,
     summary_from_row,
@@ -73,7 +74,9 @@ _SUMMARY_COLUMNS = (
     "id, org_id, project_id, title, version, element_count, thumbnail_url, created_by, "
     "created_at, updated_at"
 )
-_DIAGRAM_COLUMNS = f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, metadata"
+_DIAGRAM_COLUMNS = (
+    f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, crdt_epoch, metadata"
+)
 _VERSION_COLUMNS = (
     "diagram_id, rev, author, message, created_at, element_count, xml_inline, xml_blob_key, "
     "xml_size, crdt_state, metadata"
@@ -401,6 +404,58 @@ class PostgresDiagramStore:
                 event_payload(canonical, version=row["version"], author=author),
             )
         return diagram_from_row(row)
+
+    async def save_crdt_state(
+        self, org_id: str, diagram_id: str, *, version: int, crdt_state: bytes
+    ) -> bytes:
+        canonical = existing_id(diagram_id)
+        async with self._transaction(org_id) as conn:
+            # FOR UPDATE: a caller that waited for the row lock reads the row as
+            # the first one committed it, and nothing changes it before our update.
+            live = await conn.fetchrow(
+                "SELECT version, crdt_state FROM diagrams "
+                "WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL FOR UPDATE",
+                canonical,
+                org_id,
+            )
+            if live is None:
+                raise DiagramNotFound(diagram_id)
+            if live["version"] != version:
+                raise VersionConflict(current_version=live["version"], expected_version=version)
+            stored = optional_bytes(live["crdt_state"])
+            if stored is not None:
+                return stored
+            await conn.execute(
+                "UPDATE diagrams SET crdt_state = $3 WHERE id = $1::uuid AND org_id = $2",
+                canonical,
+                org_id,
+                crdt_state,
+            )
+            await conn.execute(
+                "UPDATE diagram_versions SET crdt_state = $4 "
+                "WHERE diagram_id = $1::uuid AND org_id = $2 AND rev = $3",
+                canonical,
+                org_id,
+                version,
+                crdt_state,
+            )
+        return crdt_state
+
+    async def bump_epoch(self, org_id: str, diagram_id: str) -> int:
+        canonical = existing_id(diagram_id)
+        async with self._transaction(org_id) as conn:
+            epoch = await conn.fetchval(
+                """
+                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL
+                WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL
+                RETURNING crdt_epoch
+                """,
+                canonical,
+                org_id,
+            )
+        if epoch is None:
+            raise DiagramNotFound(diagram_id)
+        return int(epoch)
 
     async def delete(self, org_id: str, diagram_id: str) -> None:
         canonical = existing_id(diagram_id)

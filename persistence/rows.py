@@ -150,7 +150,8 @@ def diagram_from_row(row: Row) -> DiagramRecord:
     return DiagramRecord(
         summary=summary_from_row(row),
         xml=stored_xml_from_row(row),
-        crdt_state=_optional_bytes(row["crdt_state"]),
+        crdt_state=optional_bytes(row["crdt_state"]),
+        crdt_epoch=row["crdt_epoch"],
         metadata=json_object(row["metadata"]),
     )
 
@@ -164,14 +165,14 @@ def version_from_row(row: Row) -> VersionRecord:
         created_at=utc_datetime(row["created_at"]),
         element_count=row["element_count"],
         xml=stored_xml_from_row(row),
-        crdt_state=_optional_bytes(row["crdt_state"]),
+        crdt_state=optional_bytes(row["crdt_state"]),
         metadata=json_object(row["metadata"]),
     )
 
 
 def stored_xml_from_row(row: Row) -> StoredXml:
     return StoredXml(
-        inline=_optional_bytes(row["xml_inline"]),
+        inline=optional_bytes(row["xml_inline"]),
         blob_key=row["xml_blob_key"],
         size=row["xml_size"],
     )
@@ -214,7 +215,8 @@ def json_object(value: object) -> dict[str, Any]:
     return value
 
 
-def _optional_bytes(value: object) -> bytes | None:
+def optional_bytes(value: object) -> bytes | None:
+    """A nullable binary column as bytes, whatever buffer type the driver returns."""
     if value is None or isinstance(value, bytes):
         return value
     if isinstance(value, bytearray | memoryview):

@@ -59,6 +59,7 @@ from persistence.rows import (
     int4,
     iso_utc,
     new_diagram_id,
+    optional_bytes,
     page_of,
     search_words,
     summary_from_row,
@@ -72,7 +73,9 @@ _SUMMARY_COLUMNS = (
     "id, org_id, project_id, title, version, element_count, thumbnail_url, created_by, "
     "created_at, updated_at"
 )
-_DIAGRAM_COLUMNS = f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, metadata"
+_DIAGRAM_COLUMNS = (
+    f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, crdt_epoch, metadata"
+)
 _VERSION_COLUMNS = (
     "diagram_id, rev, author, message, created_at, element_count, xml_inline, xml_blob_key, "
     "xml_size, crdt_state, metadata"
@@ -379,6 +382,54 @@ class SqliteDiagramStore:
                 ),
             )
         return diagram_from_row(row)
+
+    async def save_crdt_state(
+        self, org_id: str, diagram_id: str, *, version: int, crdt_state: bytes
+    ) -> bytes:
+        canonical = existing_id(diagram_id)
+        async with self._transaction(write=True) as conn:
+            # BEGIN IMMEDIATE holds the write lock: nothing changes the row
+            # between this read and the update below.
+            live = _first(
+                await conn.execute_fetchall(
+                    "SELECT version, crdt_state FROM diagrams "
+                    "WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+                    (canonical, org_id),
+                )
+            )
+            if live is None:
+                raise DiagramNotFound(diagram_id)
+            if live["version"] != version:
+                raise VersionConflict(current_version=live["version"], expected_version=version)
+            stored = optional_bytes(live["crdt_state"])
+            if stored is not None:
+                return stored
+            await conn.execute(
+                "UPDATE diagrams SET crdt_state = ? WHERE id = ? AND org_id = ?",
+                (crdt_state, canonical, org_id),
+            )
+            await conn.execute(
+                "UPDATE diagram_versions SET crdt_state = ? "
+                "WHERE diagram_id = ? AND org_id = ? AND rev = ?",
+                (crdt_state, canonical, org_id, version),
+            )
+        return crdt_state
+
+    async def bump_epoch(self, org_id: str, diagram_id: str) -> int:
+        canonical = existing_id(diagram_id)
+        async with self._transaction(write=True) as conn:
+            rows = await conn.execute_fetchall(
+                """
+                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL
+                WHERE id = ? AND org_id = ? AND deleted_at IS NULL
+                RETURNING crdt_epoch
+                """,
+                (canonical, org_id),
+            )
+        row = _first(rows)
+        if row is None:
+            raise DiagramNotFound(diagram_id)
+        return int(row["crdt_epoch"])
 
     async def delete(self, org_id: str, diagram_id: str) -> None:
         canonical = existing_id(diagram_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -72,13 +73,14 @@ async def create(
     project_id: str | None = None,
     xml: bytes = SMALL,
     diagram_id: str | None = None,
+    crdt: bytes | None = b"\x01\x02\x00",
 ) -> DiagramRecord:
     return await store.create(
         org,
         diagram_id=diagram_id or str(uuid.uuid4()),
         title=title,
         project_id=project_id,
-        content=content(xml),
+        content=content(xml, crdt=crdt),
         author="alice",
         message="first",
     )
@@ -116,6 +118,7 @@ async def test_create_returns_version_1_with_everything_it_was_given(
     assert summary.created_at == summary.updated_at
     assert created.xml == StoredXml(inline=SMALL, blob_key=None, size=len(SMALL))
     assert created.crdt_state == b"\x00\xffcrdt"
+    assert created.crdt_epoch == 0
     assert created.metadata == metadata
     assert await store.get(org, diagram_id) == created
 
@@ -206,6 +209,8 @@ def _every_scoped_call(
         lambda: store.delete(org, diagram_id),
         lambda: store.list_versions(org, diagram_id, limit=10),
         lambda: store.get_version(org, diagram_id, 1),
+        lambda: store.save_crdt_state(org, diagram_id, version=1, crdt_state=b"mallory"),
+        lambda: store.bump_epoch(org, diagram_id),
     ]
 
 
@@ -421,6 +426,139 @@ async def test_concurrent_saves_of_large_xml_leave_the_winners_blob(
         final = await store.get(org, diagram_id)
         assert final.xml == StoredXml(inline=None, blob_key=key, size=len(documents[won[0]]))
         assert await store_backend.version_revs(diagram_id) == [1, 2]
+
+
+# --- CRDT state and epoch ------------------------------------------------------------------
+
+
+async def test_the_first_crdt_state_of_a_version_wins(
+    store: Store, store_backend: StoreBackend, org: str
+) -> None:
+    created = await create(store, org, crdt=None)
+    diagram_id = created.summary.id
+
+    first = await store.save_crdt_state(org, diagram_id, version=1, crdt_state=b"first")
+    second = await store.save_crdt_state(org, diagram_id, version=1, crdt_state=b"second")
+
+    assert (first, second) == (b"first", b"first")
+    stored = await store.get(org, diagram_id)
+    assert stored.crdt_state == b"first"
+    # Only the state changed: no new version, no event, the same updated_at.
+    assert stored == dataclasses.replace(created, crdt_state=b"first")
+    assert (await store.get_version(org, diagram_id, 1)).crdt_state == b"first"
+    assert await store_backend.version_revs(diagram_id) == [1]
+    assert [kind for kind, _ in await store_backend.events(diagram_id)] == ["diagram.created"]
+
+
+async def test_a_version_created_with_a_crdt_state_keeps_it(store: Store, org: str) -> None:
+    created = await create(store, org, crdt=b"from-create")
+
+    kept = await store.save_crdt_state(org, created.summary.id, version=1, crdt_state=b"from-room")
+
+    assert kept == b"from-create"
+    assert await store.get(org, created.summary.id) == created
+    assert (await store.get_version(org, created.summary.id, 1)).crdt_state == b"from-create"
+
+
+async def test_concurrent_first_crdt_states_agree_on_one(store: Store, org: str) -> None:
+    created = await create(store, org, crdt=None)
+    diagram_id = created.summary.id
+    states = [f"state-{i}".encode() for i in range(20)]
+
+    results = await asyncio.gather(
+        *(store.save_crdt_state(org, diagram_id, version=1, crdt_state=state) for state in states)
+    )
+
+    assert len(set(results)) == 1
+    assert results[0] in states
+    assert (await store.get(org, diagram_id)).crdt_state == results[0]
+    assert (await store.get_version(org, diagram_id, 1)).crdt_state == results[0]
+
+
+async def test_a_crdt_state_for_a_version_that_moved_on_is_a_conflict(
+    store: Store, org: str
+) -> None:
+    created = await create(store, org, crdt=None)
+    diagram_id = created.summary.id
+    await store.save(org, diagram_id, expected_version=1, author="bob", title="B")
+
+    for stale in (1, 3, 2**40):
+        with pytest.raises(VersionConflict) as caught:
+            await store.save_crdt_state(org, diagram_id, version=stale, crdt_state=b"late")
+        assert (caught.value.current_version, caught.value.expected_version) == (2, stale)
+    assert (await store.get(org, diagram_id)).crdt_state is None
+
+    # The current version takes it, on its own version row only.
+    assert await store.save_crdt_state(org, diagram_id, version=2, crdt_state=b"v2") == b"v2"
+    assert (await store.get(org, diagram_id)).crdt_state == b"v2"
+    assert (await store.get_version(org, diagram_id, 2)).crdt_state == b"v2"
+    assert (await store.get_version(org, diagram_id, 1)).crdt_state is None
+
+
+async def test_crdt_calls_on_a_missing_or_deleted_diagram_are_not_found(
+    store: Store, org: str
+) -> None:
+    deleted = await create(store, org, crdt=None)
+    await store.delete(org, deleted.summary.id)
+
+    for diagram_id in (deleted.summary.id, str(uuid.uuid4())):
+        with pytest.raises(DiagramNotFound):
+            await store.save_crdt_state(org, diagram_id, version=1, crdt_state=b"x")
+        with pytest.raises(DiagramNotFound):
+            await store.bump_epoch(org, diagram_id)
+
+
+async def test_another_org_cannot_set_a_crdt_state(store: Store, org: str, other_org: str) -> None:
+    created = await create(store, org, crdt=None)
+    diagram_id = created.summary.id
+
+    with pytest.raises(DiagramNotFound):
+        await store.save_crdt_state(other_org, diagram_id, version=1, crdt_state=b"mallory")
+    with pytest.raises(DiagramNotFound):
+        await store.bump_epoch(other_org, diagram_id)
+
+    assert await store.get(org, diagram_id) == created
+    assert (await store.get_version(org, diagram_id, 1)).crdt_state is None
+    assert await store.save_crdt_state(org, diagram_id, version=1, crdt_state=b"ours") == b"ours"
+
+
+async def test_bump_epoch_increments_it_and_clears_the_crdt_state(
+    store: Store, store_backend: StoreBackend, org: str
+) -> None:
+    created = await create(store, org, crdt=b"epoch-0")
+    diagram_id = created.summary.id
+
+    assert await store.bump_epoch(org, diagram_id) == 1
+
+    bumped = await store.get(org, diagram_id)
+    assert (bumped.crdt_epoch, bumped.crdt_state) == (1, None)
+    # Nothing else moved: same version, same updated_at, no event.
+    assert bumped == dataclasses.replace(created, crdt_epoch=1, crdt_state=None)
+    assert await store_backend.version_revs(diagram_id) == [1]
+    assert [kind for kind, _ in await store_backend.events(diagram_id)] == ["diagram.created"]
+
+    # The document rebuilt from the XML becomes the state of the same version.
+    rebuilt = await store.save_crdt_state(org, diagram_id, version=1, crdt_state=b"epoch-1")
+    assert rebuilt == b"epoch-1"
+    assert (await store.get(org, diagram_id)).crdt_state == b"epoch-1"
+    assert (await store.get_version(org, diagram_id, 1)).crdt_state == b"epoch-1"
+
+    assert await store.bump_epoch(org, diagram_id) == 2
+    assert (await store.get(org, diagram_id)).crdt_epoch == 2
+
+
+async def test_the_epoch_survives_saves_and_is_per_diagram(store: Store, org: str) -> None:
+    one = await create(store, org)
+    two = await create(store, org)
+    await store.bump_epoch(org, one.summary.id)
+
+    saved = await store.save(
+        org, one.summary.id, expected_version=1, author="bob", content=content(crdt=b"v2")
+    )
+
+    assert (saved.crdt_epoch, saved.crdt_state) == (1, b"v2")
+    assert (await store.get(org, one.summary.id)).crdt_epoch == 1
+    assert (await store.get(org, two.summary.id)).crdt_epoch == 0
 
 
 # --- delete ---------------------------------------------------------------------------------
@@ -651,7 +789,7 @@ async def test_migrate_is_idempotent(store: Store, store_backend: StoreBackend, 
     await store.migrate()
     await store.migrate()
 
-    assert applied == [1]
+    assert applied == [1, 2]
     assert await store_backend.applied_migrations() == applied
     await create(store, org)
 
@@ -664,7 +802,7 @@ async def test_two_stores_migrating_a_new_database_at_once(
         await asyncio.gather(one.migrate(), two.migrate(), one.migrate())
         created = await create(one, org)
         assert await two.get(org, created.summary.id) == created
-    assert await fresh.applied_migrations() == [1]
+    assert await fresh.applied_migrations() == [1, 2]
 
 
 async def test_ping_answers_when_the_database_is_there(store: Store) -> None:
