@@ -4,26 +4,30 @@
 ``definitions`` and that element ids are unique, and returns a small summary.
 :func:`minimal_bpmn` makes the document a new, empty diagram starts from.
 
-Content inside the schema's open containers (``extensionElements``,
-``documentation``, ``script``, ``text`` and DI ``extension``) is the exporting
-tool's business, not the model's: vendors put their own XML there, sometimes
-in the BPMN default namespace by accident (Visual Paradigm nests ``<Model id>``
-elements that repeat the ids of real ones). Such content is neither counted nor
-checked for duplicate ids.
+Content inside the schema's open containers is neither counted nor checked for
+duplicate ids (see :mod:`bpmn.tree`, shared with :func:`bpmn.parse.parse`).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from lxml import etree
 
 from bpmn.safe_xml import parse_document
-from core.errors import DuplicateId, InvalidInput, NotBpmn
+from bpmn.tree import (
+    BPMN_NS,
+    BPMNDI_NS,
+    DC_NS,
+    DEFINITIONS,
+    DI_NS,
+    model_elements,
+    require_definitions,
+    unique_ids,
+)
+from core.errors import InvalidInput
 
 __all__ = [
     "BPMNDI_NS",
@@ -35,25 +39,7 @@ __all__ = [
     "minimal_bpmn",
 ]
 
-BPMN_NS: Final = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-BPMNDI_NS: Final = "http://www.omg.org/spec/BPMN/20100524/DI"
-DC_NS: Final = "http://www.omg.org/spec/DD/20100524/DC"
-DI_NS: Final = "http://www.omg.org/spec/DD/20100524/DI"
-
-_DEFINITIONS: Final = f"{{{BPMN_NS}}}definitions"
 _PROCESS: Final = f"{{{BPMN_NS}}}process"
-_ID_NAMESPACES: Final = frozenset({BPMN_NS, BPMNDI_NS})
-# Elements whose content the schema leaves open (xsd:any); see the module docstring.
-_OPAQUE: Final = frozenset(
-    {
-        f"{{{BPMN_NS}}}extensionElements",
-        f"{{{BPMN_NS}}}documentation",
-        f"{{{BPMN_NS}}}script",
-        f"{{{BPMN_NS}}}text",
-        f"{{{DI_NS}}}extension",
-    }
-)
-_DUPLICATES_SHOWN: Final = 5
 # Written by hand: lxml's own declaration uses single quotes, which some tools frown on.
 _XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
@@ -81,25 +67,15 @@ def inspect_bpmn(xml: bytes, *, max_bytes: int, max_depth: int, max_elements: in
     """
     tree = parse_document(xml, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements)
     root = tree.getroot()
-    if root.tag != _DEFINITIONS:
-        raise NotBpmn(
-            f"the root element must be {_DEFINITIONS}, not {root.tag}",
-            root=str(root.tag),
-        )
-    element_count = 0
-    seen: Counter[str] = Counter()
-    for element in _model_elements(root):
-        element_id = element.get("id")
-        if element_id is None:
-            continue
-        namespace = etree.QName(element).namespace
-        if namespace in _ID_NAMESPACES:
-            seen[element_id] += 1
-        if namespace == BPMN_NS and element is not root:
-            element_count += 1
-    duplicates = [element_id for element_id, uses in seen.items() if uses > 1]
-    if duplicates:
-        raise DuplicateId(duplicates[:_DUPLICATES_SHOWN], total=len(duplicates))
+    require_definitions(root)
+    ids = unique_ids(root)
+    element_count = sum(
+        1
+        for element in model_elements(root)
+        if element is not root
+        and element.get("id") is not None
+        and etree.QName(element).namespace == BPMN_NS
+    )
     process_ids = tuple(
         process_id
         for process in root.iterchildren(_PROCESS)
@@ -109,20 +85,8 @@ def inspect_bpmn(xml: bytes, *, max_bytes: int, max_depth: int, max_elements: in
         element_count=element_count,
         process_ids=process_ids,
         target_namespace=root.get("targetNamespace"),
-        ids=frozenset(seen),
+        ids=frozenset(ids),
     )
-
-
-def _model_elements(root: etree._Element) -> Iterator[etree._Element]:
-    """Every element in document order, not descending into open containers."""
-    stack = [root]
-    while stack:
-        element = stack.pop()
-        yield element
-        if element.tag in _OPAQUE:
-            continue
-        # Comments and processing instructions are children too; their tag is not a str.
-        stack.extend(child for child in reversed(element) if isinstance(child.tag, str))
 
 
 def minimal_bpmn(process_name: str | None = None) -> bytes:
@@ -136,7 +100,7 @@ def minimal_bpmn(process_name: str | None = None) -> bytes:
     process_id = f"Process_{suffix}"
     start_id = f"StartEvent_{suffix}"
     definitions = etree.Element(
-        _DEFINITIONS,
+        DEFINITIONS,
         nsmap={"bpmn": BPMN_NS, "bpmndi": BPMNDI_NS, "dc": DC_NS, "di": DI_NS},
         id=f"Definitions_{suffix}",
         targetNamespace="http://bpmn.io/schema/bpmn",

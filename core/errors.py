@@ -8,7 +8,7 @@ parsing its message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -175,17 +175,29 @@ class DuplicateId(InvalidInput):
     code = "duplicate_id"
     title = "Duplicate element id"
 
-    def __init__(self, ids: Sequence[str], *, total: int) -> None:
+    def __init__(
+        self,
+        ids: Sequence[str],
+        *,
+        total: int,
+        lines: Mapping[str, Sequence[int | None]] | None = None,
+    ) -> None:
         shown = list(ids)
         more = f" and {total - len(shown)} more" if total > len(shown) else ""
+        fields: dict[str, Any] = {"ids": shown, "total": total}
+        where = {i: [line for line in lines.get(i, ()) if line] for i in shown} if lines else {}
+        if lines is not None:
+            fields["lines"] = where
+        described = ", ".join(
+            f"{i!r} (lines {', '.join(map(str, where[i]))})" if where.get(i) else repr(i)
+            for i in shown
+        )
         super().__init__(
-            f"element ids must be unique; used more than once: "
-            f"{', '.join(repr(i) for i in shown)}{more}",
-            ids=shown,
-            total=total,
+            f"element ids must be unique; used more than once: {described}{more}", **fields
         )
         self.ids = shown
         self.total = total
+        self.lines = where
 
 
 class StoreUnavailable(Unavailable):

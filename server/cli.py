@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -23,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "check":
+            from bpmn.check import check_files
+
+            return check_files(args.files, sys.stdout)
         settings = Settings()
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
@@ -48,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (SERVER_WORKERS, default 1)")
 
     commands.add_parser("migrate", help="create or update the database schema and blob bucket")
+
+    check = commands.add_parser(
+        "check", help="parse BPMN files, report errors and warnings, verify they round-trip"
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     token = commands.add_parser("token", help="print a user access token (development, tests)")
     token.add_argument("--user", required=True, help="user id (sub claim)")

@@ -141,3 +141,17 @@ def test_serve_starts_on_the_embedded_default_and_shares_the_token_secret(tmp_pa
             if process.stdout:
                 process.stdout.close()
     assert process.returncode == 0
+
+
+def test_check_reports_round_trips_and_refusals(tmp_path: Path) -> None:
+    from tests.samples import MIWG, REFERENCE
+
+    good = REFERENCE / "C.1.0.bpmn"
+    result = run_cli("check", str(good), cwd=tmp_path, env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "C.1.0.bpmn" in result.stdout
+
+    broken = MIWG / "genmymodel-0.47" / "C.1.0-export.bpmn"  # Latin-1 bytes declared UTF-8
+    refused = run_cli("check", str(good), str(broken), cwd=tmp_path, env=clean_env())
+    assert refused.returncode == 1
+    assert "C.1.0-export.bpmn" in refused.stdout
