@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.routing import WebSocketRoute
 
 from core.errors import CollabError
 from server.api.table import OPERATIONS
@@ -16,6 +17,7 @@ from server.openapi import build_document, routes_for
 from server.problems import handle_collab_error, handle_http_exception, handle_unexpected
 from server.services import ServiceOverrides, open_services
 from server.settings import Settings
+from server.ws import collab
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def create_app(
         log.info("stopped")
 
     app = Starlette(
-        routes=routes_for(OPERATIONS),
+        routes=[*routes_for(OPERATIONS), WebSocketRoute("/collab/{diagram_id}", collab)],
         lifespan=lifespan,
         exception_handlers={
             CollabError: handle_collab_error,

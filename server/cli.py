@@ -92,7 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.server.workers,
         log_level=settings.server.log_level,
         log_config=None,
-        ws_max_size=16 * 1024 * 1024,
+        # The rooms enforce WS_MAX_MESSAGE_BYTES themselves (1009); uvicorn's cap is a backstop.
+        ws_max_size=max(16 * 1024 * 1024, settings.ws.max_message_bytes * 2),
+        ws_per_message_deflate=settings.ws.permessage_deflate,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )

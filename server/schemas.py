@@ -134,6 +134,16 @@ class VersionListOut(_Out):
     has_more: bool
 
 
+class CollaborateOut(_Out):
+    """What a client needs to join the diagram's live room with y-websocket:
+    ``new WebsocketProvider(url, diagramId, doc, {params: {token}})``."""
+
+    token: str
+    url: str
+    role: str
+    expires_at: datetime
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, plus a stable ``code`` and the error's own fields."""
 

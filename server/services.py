@@ -20,10 +20,13 @@ from redis.backoff import ExponentialBackoff
 from persistence.folder_blobs import FolderBlobStore
 from persistence.models import Principal
 from persistence.ports import BlobStore, DiagramStore
+from rooms.limits import Limits
+from rooms.registry import RoomRegistry
 from server.auth import load_or_create_secret
+from server.documents import DocumentLoader
 from server.list_cache import ListCache, NullListCache, RedisListCache
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from server.settings import LimitSettings, Settings
+from server.settings import LimitSettings, Settings, WsSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class Services:
     list_cache: ListCache
     jwt_secret: str
     limits: LimitSettings
+    ws: WsSettings
+    rooms: RoomRegistry
     auth_leeway_s: int
     redis: aioredis.Redis | None = None
     _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
@@ -100,6 +105,16 @@ async def open_services(
             if redis_client is not None
             else NullListCache()
         )
+        loader = DocumentLoader(
+            store,
+            blobs,
+            max_xml_bytes=limits.max_xml_bytes,
+            max_xml_depth=limits.max_xml_depth,
+            max_xml_elements=limits.max_xml_elements,
+        )
+        rooms = await stack.enter_async_context(
+            RoomRegistry(loader, limits=room_limits(settings.ws))
+        )
         secret = overrides.jwt_secret or load_or_create_secret(
             settings.auth.jwt_secret, settings.server.data_dir
         )
@@ -110,9 +125,27 @@ async def open_services(
             list_cache=list_cache,
             jwt_secret=secret,
             limits=limits,
+            ws=settings.ws,
+            rooms=rooms,
             auth_leeway_s=settings.auth.leeway_s,
             redis=redis_client,
         )
+
+
+def room_limits(ws: WsSettings) -> Limits:
+    return Limits(
+        max_message_bytes=ws.max_message_bytes,
+        messages_per_s=ws.messages_per_s,
+        message_burst=ws.messages_per_s * 2,
+        bytes_per_s=ws.bytes_per_s,
+        byte_burst=max(ws.bytes_per_s * 2, ws.max_message_bytes),
+        clients_per_room=ws.clients_per_room,
+        rooms_per_worker=ws.rooms_per_worker,
+        outbox_size=ws.outbox_messages,
+        awareness_coalesce_s=ws.awareness_window_ms / 1000,
+        awareness_timeout_s=ws.awareness_timeout_s,
+        unload_grace_s=ws.unload_grace_s,
+    )
 
 
 def _make_limiter(limits: LimitSettings, redis_client: aioredis.Redis | None) -> RateLimiter:

@@ -8,11 +8,12 @@ stops the process at start instead of misbehaving later.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -91,6 +92,37 @@ class LimitSettings(BaseSettings):
     list_cache_ttl_s: int = Field(60, ge=1, le=3600)
 
 
+class WsSettings(BaseSettings):
+    """Live rooms: room tokens, the WebSocket edge and per-room limits."""
+
+    model_config = _group("WS_")
+
+    room_token_ttl_s: int = Field(900, ge=30, le=24 * 3600)
+    # Empty allows any Origin (development). Comma-separated or a JSON list.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_url: str | None = None
+    max_message_bytes: int = Field(1 * MiB, ge=1024, le=64 * MiB)
+    messages_per_s: float = Field(200.0, gt=0)
+    bytes_per_s: int = Field(8 * MiB, ge=1024)
+    clients_per_room: int = Field(500, ge=1)
+    rooms_per_worker: int = Field(2000, ge=1)
+    outbox_messages: int = Field(1024, ge=8)
+    awareness_window_ms: int = Field(50, ge=0, le=5000)
+    awareness_timeout_s: float = Field(30.0, gt=0)
+    unload_grace_s: float = Field(30.0, ge=0)
+    permessage_deflate: bool = False
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     # The groups read their own prefixes; this prefix only keeps stray variables such as
     # SERVER or AUTH from being taken for whole groups.
@@ -102,6 +134,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    ws: WsSettings = Field(default_factory=WsSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

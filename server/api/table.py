@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from server.api import diagrams, ops
+from server.api import diagrams, ops, rooms
 from server.openapi import Operation, Param, Reply
 from server.schemas import (
+    CollaborateOut,
     CreateDiagramBody,
     DiagramListOut,
     DiagramOut,
@@ -180,5 +181,15 @@ OPERATIONS: list[Operation] = [
             )
         },
         errors=_READ_ERRORS,
+    ),
+    Operation(
+        "POST",
+        _ID + "/collaborate",
+        rooms.collaborate,
+        "collaborate",
+        "Get a room token and the WebSocket URL to co-edit live",
+        "rooms",
+        {200: Reply("the room token", CollaborateOut)},
+        errors=(401, 404, 500),
     ),
 ]

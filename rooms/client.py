@@ -1,0 +1,212 @@
+"""One connected client: who it is, its outbox and writer, its rate limits, how it is closed.
+
+Fan-out follows websockets' broadcast guide: a room never awaits a socket. It *offers* a
+message to each client's bounded outbox; one writer task per client drains the outbox into
+the transport. A client whose outbox is full has fallen too far behind and is closed with
+1013 (and counted) instead of holding memory for it or dropping messages silently: a Yjs
+client that misses an update would diverge, one that reconnects resyncs.
+
+Rates: a client that sends faster than its token buckets allow is closed with 1013 ("slow
+down"), not 4400. Going fast is not malformed input, and bursts do happen legitimately (a
+big paste, a reconnect flushing offline work), so the code says "retry later":
+y-websocket reconnects with backoff and resyncs through sync step 1/2, losing nothing.
+
+Closing is idempotent and never awaits: it records the code, and the client's own task
+cancels a send that may be stuck on a slow socket and then closes the transport, bounded by
+``Limits.close_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from enum import IntEnum
+from types import TracebackType
+from typing import Final, Literal, Self
+
+from core.errors import (
+    CollabError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
+from rooms.limits import Limits, Metrics, TokenBucket
+from rooms.transport import Transport
+
+log = logging.getLogger(__name__)
+
+Role = Literal["editor", "viewer"]
+
+# A WebSocket close frame carries at most 123 bytes of reason.
+_MAX_REASON_BYTES: Final = 123
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes this service uses; ``docs/protocol.md`` lists them for clients."""
+
+    NORMAL = 1000
+    LOST = 1006  # never sent: the connection failed while sending; only counted
+    TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    MALFORMED = 4400
+    UNAUTHENTICATED = 4401
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+    DOCUMENT_RESET = 4409
+
+
+def close_code_for(exc: BaseException) -> CloseCode:
+    """The close code that tells a client what an error means for it (retry or not)."""
+    if not isinstance(exc, CollabError):
+        return CloseCode.INTERNAL_ERROR
+    table: tuple[tuple[type[CollabError], CloseCode], ...] = (
+        (TooLarge, CloseCode.TOO_BIG),
+        (InvalidInput, CloseCode.MALFORMED),
+        (Unauthenticated, CloseCode.UNAUTHENTICATED),
+        (PermissionDenied, CloseCode.FORBIDDEN),
+        (NotFound, CloseCode.NOT_FOUND),
+        (Unavailable, CloseCode.TRY_AGAIN_LATER),
+    )
+    for kind, code in table:
+        if isinstance(exc, kind):
+            return code
+    return CloseCode.INTERNAL_ERROR
+
+
+def _short_reason(reason: str) -> str:
+    data = reason.encode("utf-8")
+    if len(data) <= _MAX_REASON_BYTES:
+        return reason
+    return data[: _MAX_REASON_BYTES - 3].decode("utf-8", errors="ignore") + "..."
+
+
+class Client:
+    """A connection in a room. Use it as an async context manager: that runs its writer."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        user_id: str,
+        role: Role,
+        connection_id: str | None = None,
+        limits: Limits | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.user_id = user_id
+        self.role: Role = role
+        self.connection_id = connection_id or uuid.uuid4().hex
+        self.limits = limits or Limits()
+        self.metrics = metrics or Metrics()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=self.limits.outbox_size)
+        self._message_rate = TokenBucket(
+            self.limits.messages_per_s, self.limits.message_burst, clock
+        )
+        self._byte_rate = TokenBucket(self.limits.bytes_per_s, self.limits.byte_burst, clock)
+        self._closed = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"<Client {self.connection_id} user={self.user_id} role={self.role}>"
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role == "editor"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def offer(self, data: bytes) -> bool:
+        """Queue ``data`` for the writer without waiting; say whether it was queued.
+
+        A full outbox closes the client with 1013: it fell too far behind.
+        """
+        if self.closed:
+            return False
+        try:
+            self._outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            self.close(CloseCode.TRY_AGAIN_LATER, "overloaded: you fell too far behind")
+            return False
+        return True
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def within_rate(self, size: int) -> bool:
+        """Spend one message and ``size`` bytes of this client's rates; False when over."""
+        # No refund on refusal: a client over its rate is closed anyway.
+        return self._message_rate.take(1) and self._byte_rate.take(size)
+
+    # --- closing ----------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Close this client with ``code``; later calls do nothing. Never waits."""
+        if self.closed:
+            return
+        self.close_code = code
+        self.close_reason = _short_reason(reason)
+        self.metrics.clients_closed[code] += 1
+        self._closed.set()
+
+    async def __aenter__(self) -> Self:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._tasks.create_task(self._run(), name=f"client-{self.connection_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(CloseCode.NORMAL, "bye")
+        assert self._tasks is not None
+        # The body's own exception propagates as it is: handing it to the task group would
+        # wrap it in an ExceptionGroup. The tasks end on their own once the client is closed.
+        await self._tasks.__aexit__(None, None, None)
+
+    async def _run(self) -> None:
+        assert self._tasks is not None
+        writer = self._tasks.create_task(self._write(), name=f"writer-{self.connection_id}")
+        await self._closed.wait()
+        # A send blocked on a slow socket would delay the close forever: cancel it.
+        writer.cancel()
+        await asyncio.wait([writer])
+        if self.close_code == CloseCode.LOST:
+            return
+        try:
+            async with asyncio.timeout(self.limits.close_timeout_s):
+                await self.transport.close(self.close_code or CloseCode.NORMAL, self.close_reason)
+        except Exception as exc:  # the peer may be gone already: nothing left to tell it
+            log.debug("closing %s failed: %r", self, exc)
+
+    async def _write(self) -> None:
+        while True:
+            data = await self._outbox.get()
+            try:
+                await self.transport.send(data)
+            except Exception as exc:
+                log.debug("sending to %s failed: %r", self, exc)
+                self.close(CloseCode.LOST, "connection lost")
+                return
+            self.metrics.messages_out += 1
+            self.metrics.bytes_out += len(data)

@@ -1,0 +1,125 @@
+"""The WebSocket edge: ``/collab/{diagram_id}?token=...`` into a live room.
+
+Everything is checked before the client may join: Origin, the room token
+(signature, expiry, audience, diagram), that the diagram exists in the token's
+org, and the document epoch. A refusal accepts the socket only to close it at
+once with a code that says why (browsers cannot read HTTP denials), see
+``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any, cast
+
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from core.errors import CollabError, InvalidInput, PermissionDenied, Unauthenticated
+from rooms.client import CloseCode, close_code_for
+from server.documents import room_key
+from server.room_tokens import EpochChanged, RoomGrant, check_epoch, verify_room_token
+from server.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class WebSocketTransport:
+    """Starlette's WebSocket as the rooms' ``Transport``."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._closed = False
+
+    async def send(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionError("the socket is closed")
+        await self._websocket.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):  # already gone: nothing left to tell
+            await self._websocket.close(code=code, reason=reason)
+
+
+async def collab(websocket: WebSocket) -> None:
+    services = cast(Services, websocket.app.state.services)
+    diagram_id = websocket.path_params["diagram_id"]
+    connection_id = uuid.uuid4().hex[:12]
+    try:
+        grant = await _admit(websocket, services, diagram_id)
+    except CollabError as exc:
+        code = CloseCode.DOCUMENT_RESET if isinstance(exc, EpochChanged) else close_code_for(exc)
+        log.info("refused %s on %s: %s (%d)", connection_id, diagram_id, exc.detail, code)
+        await websocket.accept()
+        await websocket.close(code=int(code), reason=exc.detail[:120])
+        return
+
+    await websocket.accept()
+    transport = WebSocketTransport(websocket)
+    log.info("open %s: user %s (%s) on %s", connection_id, grant.user_id, grant.role, diagram_id)
+    try:
+        async with services.rooms.connect(
+            room_key(grant.org_id, diagram_id),
+            transport,
+            user_id=grant.user_id,
+            role=grant.role,
+            connection_id=connection_id,
+        ) as session:
+            closed = asyncio.ensure_future(session.wait_closed())
+            try:
+                while not session.closed:
+                    data = await _next_frame(websocket, closed)
+                    if data is None:
+                        break
+                    await session.receive(data)
+            except InvalidInput as exc:
+                await transport.close(int(CloseCode.MALFORMED), exc.detail)
+            finally:
+                closed.cancel()
+    except CollabError as exc:
+        log.info("room refused %s: %s", connection_id, exc.detail)
+    finally:
+        await transport.close(int(CloseCode.NORMAL), "bye")
+        log.info("close %s", connection_id)
+
+
+async def _next_frame(websocket: WebSocket, closed: asyncio.Future[None]) -> bytes | None:
+    """The next binary frame, or None once the peer or the room ended the session."""
+    receiving: asyncio.Future[Message] = asyncio.ensure_future(websocket.receive())
+    waiting: set[asyncio.Future[Any]] = {receiving, closed}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if receiving not in done:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await receiving
+        return None
+    message = receiving.result()
+    if message["type"] == "websocket.disconnect":
+        return None
+    data = message.get("bytes")
+    if data is None:
+        # y-websocket sends binary frames only; text is a broken or foreign client.
+        raise InvalidInput("send binary y-protocols frames, not text")
+    return cast(bytes, data)
+
+
+async def _admit(websocket: WebSocket, services: Services, diagram_id: str) -> RoomGrant:
+    origin = websocket.headers.get("origin")
+    allowed = services.ws.allowed_origins
+    if allowed and origin not in allowed:
+        raise PermissionDenied(f"origin {origin!r} is not allowed")
+    token = websocket.query_params.get("token")
+    if not token:
+        raise Unauthenticated("add the room token as ?token=")
+    grant = verify_room_token(
+        services.jwt_secret, token, diagram_id=diagram_id, leeway_s=services.auth_leeway_s
+    )
+    record = await services.store.get(grant.org_id, diagram_id)
+    check_epoch(grant, record.crdt_epoch)
+    return grant
