@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,9 +13,11 @@ import httpx
 import jwt
 import pytest
 from pycrdt import Doc, Map
+from websockets.exceptions import ConnectionClosed
 
 from bpmn.document import read
 from bpmn.render import render
+from rooms.protocol import AwarenessMessage, QueryAwareness, SyncStep1, SyncUpdate, encode_message
 from server.documents import room_key
 from server.room_tokens import issue_room_token
 from tests.fixtures.live_server import TEST_SECRET, LiveServer, make_settings, run_server
@@ -207,3 +211,65 @@ async def test_origin_allow_list(tmp_path: Any) -> None:
             assert await peer.wait_closed() == 4403
         async with joined(url, diagram_id, token, origin="https://studio.example") as peer:
             assert peer.synced.is_set()
+
+
+def mutations(valid: list[bytes], rng: random.Random, count: int) -> list[bytes]:
+    """Valid frames with bytes flipped, cut, repeated or spliced, plus pure noise."""
+    out: list[bytes] = []
+    for _ in range(count):
+        frame = bytearray(rng.choice(valid))
+        kind = rng.randrange(5)
+        if kind == 0 and frame:
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        elif kind == 1:
+            frame = frame[: rng.randrange(len(frame) + 1)]
+        elif kind == 2:
+            frame += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 16)))
+        elif kind == 3:
+            frame = bytearray(rng.choice(valid)[:3]) + frame[3:]
+        else:
+            frame = bytearray(rng.randbytes(rng.randrange(1, 64)))
+        out.append(bytes(frame))
+    return out
+
+
+def handled(peer: YPeer, answers_before: int) -> bool:
+    return peer.close_code is not None or len(peer.awareness) > answers_before
+
+
+async def test_fuzzed_frames_over_real_sockets_close_only_their_senders(live: LiveServer) -> None:
+    rng = random.Random(20261125)  # fixed seed: a failure reproduces
+    async with live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as good, joined(url, diagram_id, token) as donor:
+            task = task_ids(good)[0]
+            before = donor.doc.get_state()
+            await donor.edit(rename(task, "donor"))
+            valid = [
+                encode_message(SyncUpdate(donor.doc.get_update(before))),
+                encode_message(SyncStep1(donor.doc.get_state())),
+                encode_message(AwarenessMessage(b"\x01\x05\x01\x02{}")),
+                encode_message(QueryAwareness()),
+            ]
+            closed_codes: list[int | None] = []
+            for frame in mutations(valid, rng, 60):
+                async with joined(url, diagram_id, token) as attacker:
+                    answered = len(attacker.awareness)
+                    await attacker.ws.send(frame)
+                    # Query-awareness is always answered: once it is, the frame before it
+                    # was handled; otherwise the server closed the connection.
+                    with contextlib.suppress(ConnectionClosed):
+                        await attacker.ws.send(encode_message(QueryAwareness()))
+                    await attacker.wait_for(
+                        lambda a=attacker, n=answered: (
+                            a.close_code is not None or len(a.awareness) > n
+                        )
+                    )
+                    closed_codes.append(attacker.close_code)
+            assert any(code == 4400 for code in closed_codes)
+            assert all(code in (None, 1000, 4400, 1009) for code in closed_codes), closed_codes
+            # The room and its good client are unharmed and still live.
+            await donor.edit(rename(task, "after the storm"))
+            await good.wait_for(lambda: name_of(good, task) == "after the storm")
+            assert good.close_code is None
