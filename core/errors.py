@@ -127,6 +127,13 @@ class VersionConflict(Conflict):
         self.expected_version = expected_version
 
 
+class DocumentReset(Conflict):
+    """The live document was rebuilt since the client got its copy: it must reload."""
+
+    code = "document_reset"
+    title = "Document reset"
+
+
 class InvalidCursor(InvalidInput):
     code = "invalid_cursor"
     title = "Invalid cursor"

@@ -43,6 +43,7 @@ from persistence.models import (
 )
 from persistence.ports import BlobStore
 from persistence.rows import (
+    EPOCH_AFTER_NEW_XML,
     EVENT_CREATED,
     EVENT_DELETED,
     EVENT_SAVED,
@@ -372,7 +373,8 @@ class PostgresDiagramStore:
                     f"""
                     UPDATE diagrams SET version = version + 1, title = COALESCE($4, title),
                         updated_at = clock_timestamp(), xml_inline = $5, xml_blob_key = $6,
-                        xml_size = $7, crdt_state = $8, metadata = $9::jsonb, element_count = $10
+                        xml_size = $7, crdt_state = $8, metadata = $9::jsonb, element_count = $10,
+                        crdt_epoch = {EPOCH_AFTER_NEW_XML.format(new_state="$8::bytea")}
                     WHERE id = $1::uuid AND org_id = $2 AND version = $3 AND deleted_at IS NULL
                     RETURNING {_DIAGRAM_COLUMNS}
                     """,  # noqa: S608 - column list is a constant

@@ -41,6 +41,15 @@ class Row(Protocol):
 # --- input checks ---------------------------------------------------------------------------
 
 
+# SQL shared by both stores for a save that writes new content: new XML without a CRDT
+# state replaces a document clients may hold (the next room is built from XML with new
+# element identities), so the epoch moves and clients holding the old one reload.
+EPOCH_AFTER_NEW_XML = (
+    "CASE WHEN {new_state} IS NULL AND crdt_state IS NOT NULL "
+    "THEN crdt_epoch + 1 ELSE crdt_epoch END"
+)
+
+
 def canonical_id(diagram_id: str) -> str | None:
     """The canonical text form of a diagram id, or None when it is not a UUID.
 

@@ -48,6 +48,7 @@ from persistence.models import (
 )
 from persistence.ports import BlobStore
 from persistence.rows import (
+    EPOCH_AFTER_NEW_XML,
     EVENT_CREATED,
     EVENT_DELETED,
     EVENT_SAVED,
@@ -341,7 +342,8 @@ class SqliteDiagramStore:
                     f"""
                     UPDATE diagrams SET version = version + 1, title = COALESCE(?, title),
                         updated_at = ?, xml_inline = ?, xml_blob_key = ?, xml_size = ?,
-                        crdt_state = ?, metadata = ?, element_count = ?
+                        crdt_state = ?, metadata = ?, element_count = ?,
+                        crdt_epoch = {EPOCH_AFTER_NEW_XML.format(new_state="?")}
                     WHERE id = ? AND org_id = ? AND version = ? AND deleted_at IS NULL
                     RETURNING {_DIAGRAM_COLUMNS}
                     """,  # noqa: S608 - column list is a constant
@@ -354,6 +356,7 @@ class SqliteDiagramStore:
                         content.crdt_state,
                         dump_json(content.metadata),
                         content.element_count,
+                        content.crdt_state,
                         *guard,
                     ),
                 )

@@ -29,6 +29,7 @@ from typing import Final, Literal, Self
 
 from core.errors import (
     CollabError,
+    DocumentReset,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -68,6 +69,7 @@ def close_code_for(exc: BaseException) -> CloseCode:
     if not isinstance(exc, CollabError):
         return CloseCode.INTERNAL_ERROR
     table: tuple[tuple[type[CollabError], CloseCode], ...] = (
+        (DocumentReset, CloseCode.DOCUMENT_RESET),
         (TooLarge, CloseCode.TOO_BIG),
         (InvalidInput, CloseCode.MALFORMED),
         (Unauthenticated, CloseCode.UNAUTHENTICATED),

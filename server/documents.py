@@ -16,7 +16,7 @@ from pycrdt import Doc
 
 from bpmn.document import load
 from bpmn.parse import parse
-from core.errors import Unavailable, VersionConflict
+from core.errors import DocumentReset, Unavailable, VersionConflict
 from persistence.content import read_xml
 from persistence.ports import BlobStore, DiagramStore
 
@@ -25,9 +25,16 @@ log = logging.getLogger(__name__)
 _LOAD_ATTEMPTS = 3
 
 
-def room_key(org_id: str, diagram_id: str) -> str:
-    # Rooms are per diagram; the org rides along so the loader can scope its queries.
-    return f"{org_id}/{diagram_id}"
+def room_key(org_id: str, diagram_id: str, epoch: int) -> str:
+    """Rooms are per diagram and document epoch; the org rides along so the loader can
+    scope its queries. A new epoch (a rebuilt document) opens a new room, so nobody
+    joins a document older than their token."""
+    return f"{org_id}/{diagram_id}/{epoch}"
+
+
+def parse_room_key(key: str) -> tuple[str, str, int]:
+    org_id, diagram_id, epoch = key.rsplit("/", 2)
+    return org_id, diagram_id, int(epoch)
 
 
 class DocumentLoader:
@@ -49,9 +56,13 @@ class DocumentLoader:
         }
 
     async def __call__(self, key: str) -> Doc[Any]:
-        org_id, _, diagram_id = key.partition("/")
+        org_id, diagram_id, epoch = parse_room_key(key)
         for attempt in range(_LOAD_ATTEMPTS):
             record = await self._store.get(org_id, diagram_id)
+            if record.crdt_epoch != epoch:
+                raise DocumentReset(
+                    "the document was reset; reload it", currentEpoch=record.crdt_epoch
+                )
             if record.crdt_state is not None:
                 return _doc_from(record.crdt_state)
             xml = await read_xml(self._blobs, record.xml)

@@ -13,18 +13,11 @@ from typing import Any
 
 import jwt
 
-from core.errors import Conflict, PermissionDenied, Unauthenticated
+from core.errors import DocumentReset, PermissionDenied, Unauthenticated
 from persistence.models import Principal, Role
 
 AUDIENCE = "room"
 _ALGORITHM = "HS256"
-
-
-class EpochChanged(Conflict):
-    """The document was rebuilt since the token was issued: the client must reload."""
-
-    code = "document_reset"
-    title = "Document reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +103,7 @@ def verify_room_token(secret: str, token: str, *, diagram_id: str, leeway_s: int
 
 def check_epoch(grant: RoomGrant, current_epoch: int) -> None:
     if grant.epoch != current_epoch:
-        raise EpochChanged(
+        raise DocumentReset(
             "the document was reset since this token was issued; reload it",
             tokenEpoch=grant.epoch,
             currentEpoch=current_epoch,

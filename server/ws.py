@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from core.errors import CollabError, InvalidInput, PermissionDenied, Unauthenticated
 from rooms.client import CloseCode, close_code_for
 from server.documents import room_key
-from server.room_tokens import EpochChanged, RoomGrant, check_epoch, verify_room_token
+from server.room_tokens import RoomGrant, check_epoch, verify_room_token
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,19 @@ async def collab(websocket: WebSocket) -> None:
     try:
         grant = await _admit(websocket, services, diagram_id)
     except CollabError as exc:
-        code = CloseCode.DOCUMENT_RESET if isinstance(exc, EpochChanged) else close_code_for(exc)
+        code = close_code_for(exc)
         log.info("refused %s on %s: %s (%d)", connection_id, diagram_id, exc.detail, code)
         await websocket.accept()
         await websocket.close(code=int(code), reason=exc.detail[:120])
         return
 
     await websocket.accept()
+    _retire_older_room(services, grant)
     transport = WebSocketTransport(websocket)
     log.info("open %s: user %s (%s) on %s", connection_id, grant.user_id, grant.role, diagram_id)
     try:
         async with services.rooms.connect(
-            room_key(grant.org_id, diagram_id),
+            room_key(grant.org_id, diagram_id, grant.epoch),
             transport,
             user_id=grant.user_id,
             role=grant.role,
@@ -87,6 +88,15 @@ async def collab(websocket: WebSocket) -> None:
     finally:
         await transport.close(int(CloseCode.NORMAL), "bye")
         log.info("close %s", connection_id)
+
+
+def _retire_older_room(services: Services, grant: RoomGrant) -> None:
+    """Clients still in the previous epoch's room hold a replaced document: tell them."""
+    if grant.epoch == 0:
+        return
+    older = services.rooms.room(room_key(grant.org_id, grant.diagram_id, grant.epoch - 1))
+    if older is not None:
+        older.close_clients(int(CloseCode.DOCUMENT_RESET), "the document was reset; reload it")
 
 
 async def _next_frame(websocket: WebSocket, closed: asyncio.Future[None]) -> bytes | None:

@@ -561,6 +561,31 @@ async def test_the_epoch_survives_saves_and_is_per_diagram(store: Store, org: st
     assert (await store.get(org, two.summary.id)).crdt_epoch == 0
 
 
+async def test_new_xml_without_a_crdt_state_moves_the_epoch(store: Store, org: str) -> None:
+    created = await create(store, org)  # created with a CRDT state
+    diagram_id = created.summary.id
+    assert created.crdt_state is not None
+
+    # A title-only save keeps the document; a save with its own state keeps it too.
+    titled = await store.save(org, diagram_id, expected_version=1, author="bob", title="T")
+    assert (titled.crdt_epoch, titled.crdt_state) == (0, created.crdt_state)
+    folded = await store.save(
+        org, diagram_id, expected_version=2, author="bob", content=content(crdt=b"folded")
+    )
+    assert (folded.crdt_epoch, folded.crdt_state) == (0, b"folded")
+
+    # New XML with no state replaces the document clients hold: they must reload.
+    replaced = await store.save(
+        org, diagram_id, expected_version=3, author="bob", content=content(crdt=None)
+    )
+    assert (replaced.crdt_epoch, replaced.crdt_state) == (1, None)
+    # No state now: nothing a client could hold, so further XML saves leave the epoch alone.
+    again = await store.save(
+        org, diagram_id, expected_version=4, author="bob", content=content(crdt=None)
+    )
+    assert again.crdt_epoch == 1
+
+
 # --- delete ---------------------------------------------------------------------------------
 
 

@@ -195,13 +195,13 @@ async def collaborate(client: httpx.AsyncClient, diagram_id: str) -> dict[str, A
 
 
 def server_document(live: LiveServer, org: str, diagram_id: str) -> dict[str, Any]:
-    room = services(live).rooms.room(room_key(org, diagram_id))
+    room = services(live).rooms.room(room_key(org, diagram_id, 0))
     assert room is not None, "the room unloaded before the test could read it"
     return {root: room.doc.get(root, type=Map).to_py() for root in ROOTS}
 
 
 def server_xml(live: LiveServer, org: str, diagram_id: str) -> str:
-    room = services(live).rooms.room(room_key(org, diagram_id))
+    room = services(live).rooms.room(room_key(org, diagram_id, 0))
     assert room is not None, "the room unloaded before the test could read it"
     return render(read(room.doc)).decode("utf-8")
 
@@ -387,4 +387,4 @@ async def test_a_bad_room_token_is_closed_with_4401(
         assert closed["code"] == 4401, closed
         await intruder.result()
     assert not any(event["event"] == "synced" for event in intruder.events)
-    assert services(live).rooms.room(room_key(org, diagram_id)) is None
+    assert services(live).rooms.room(room_key(org, diagram_id, 0)) is None
