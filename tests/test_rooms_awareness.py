@@ -18,7 +18,8 @@ from rooms.protocol import (
     decode_message,
 )
 from rooms.room import Room
-from tests.test_rooms_support import FakeClock, Peer, loaded_doc
+from tests.fixtures.clock import FakeClock
+from tests.test_rooms_support import Peer, loaded_doc
 
 A = "alice"
 B = "bob"

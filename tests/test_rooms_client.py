@@ -20,7 +20,8 @@ from rooms.protocol import (
 )
 from rooms.room import Room
 from rooms.transport import MemoryTransport
-from tests.test_rooms_support import FakeClock, Peer, converged, loaded_doc, task
+from tests.fixtures.clock import FakeClock
+from tests.test_rooms_support import Peer, converged, loaded_doc, task
 
 
 async def test_the_writer_sends_in_order_and_close_is_idempotent() -> None:

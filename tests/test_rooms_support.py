@@ -40,17 +40,6 @@ from rooms.transport import MemoryTransport
 TIMEOUT = 5.0
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def content(doc: Doc[Any]) -> dict[str, Any]:
     """The four schema roots as plain Python values, to compare documents."""
     return {name: doc.get(name, type=Map).to_py() for name in (META, ELEMENTS, DI, RAW)}
