@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Doc
@@ -46,7 +47,9 @@ class DocumentLoader:
         max_xml_bytes: int,
         max_xml_depth: int,
         max_xml_elements: int,
+        on_loaded: Callable[[str, int, bytes], None] | None = None,
     ) -> None:
+        self._on_loaded = on_loaded
         self._store = store
         self._blobs = blobs
         self._parse_limits = {
@@ -64,7 +67,7 @@ class DocumentLoader:
                     "the document was reset; reload it", currentEpoch=record.crdt_epoch
                 )
             if record.crdt_state is not None:
-                return _doc_from(record.crdt_state)
+                return self._opened(key, record.summary.version, record.crdt_state)
             xml = await read_xml(self._blobs, record.xml)
             model = await asyncio.to_thread(parse, xml, **self._parse_limits)
             state = load(model).get_update()
@@ -76,8 +79,13 @@ class DocumentLoader:
                 # A save landed while we parsed: start again from the new version.
                 log.info("diagram %s moved on while its room opened (try %d)", diagram_id, attempt)
                 continue
-            return _doc_from(stored)
+            return self._opened(key, record.summary.version, stored)
         raise Unavailable("the diagram changed repeatedly while its room opened; try again")
+
+    def _opened(self, key: str, version: int, state: bytes) -> Doc[Any]:
+        if self._on_loaded is not None:
+            self._on_loaded(key, version, state)
+        return _doc_from(state)
 
 
 def _doc_from(state: bytes) -> Doc[Any]:

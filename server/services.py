@@ -27,6 +27,7 @@ from server.documents import DocumentLoader
 from server.list_cache import ListCache, NullListCache, RedisListCache
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.settings import LimitSettings, Settings, WsSettings
+from server.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Services:
     limits: LimitSettings
     ws: WsSettings
     rooms: RoomRegistry
+    snapshots: Snapshotter
     auth_leeway_s: int
     redis: aioredis.Redis | None = None
     _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
@@ -105,16 +107,35 @@ async def open_services(
             if redis_client is not None
             else NullListCache()
         )
+        snapshots = await stack.enter_async_context(
+            Snapshotter(
+                store,
+                blobs,
+                idle_s=settings.snapshot.idle_s,
+                max_interval_s=settings.snapshot.max_interval_s,
+            )
+        )
         loader = DocumentLoader(
             store,
             blobs,
             max_xml_bytes=limits.max_xml_bytes,
             max_xml_depth=limits.max_xml_depth,
             max_xml_elements=limits.max_xml_elements,
+            on_loaded=lambda key, version, state: snapshots.loaded(
+                key, version=version, state=state
+            ),
         )
+        # Entered after the snapshotter, so it closes first: unloading rooms at shutdown
+        # takes their final snapshots while the snapshotter still runs.
         rooms = await stack.enter_async_context(
-            RoomRegistry(loader, limits=room_limits(settings.ws))
+            RoomRegistry(
+                loader,
+                limits=room_limits(settings.ws),
+                on_update=snapshots.updated,
+                on_unload=snapshots.unloaded,
+            )
         )
+        snapshots.attach(lambda key: room.doc if (room := rooms.room(key)) else None)
         secret = overrides.jwt_secret or load_or_create_secret(
             settings.auth.jwt_secret, settings.server.data_dir
         )
@@ -127,6 +148,7 @@ async def open_services(
             limits=limits,
             ws=settings.ws,
             rooms=rooms,
+            snapshots=snapshots,
             auth_leeway_s=settings.auth.leeway_s,
             redis=redis_client,
         )

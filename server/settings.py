@@ -123,6 +123,15 @@ class WsSettings(BaseSettings):
         return value
 
 
+class SnapshotSettings(BaseSettings):
+    """When live rooms are written as versions."""
+
+    model_config = _group("SNAPSHOT_")
+
+    idle_s: float = Field(2.0, gt=0, le=3600)
+    max_interval_s: float = Field(30.0, gt=0, le=24 * 3600)
+
+
 class Settings(BaseSettings):
     # The groups read their own prefixes; this prefix only keeps stray variables such as
     # SERVER or AUTH from being taken for whole groups.
@@ -135,6 +144,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     ws: WsSettings = Field(default_factory=WsSettings)
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

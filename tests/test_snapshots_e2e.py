@@ -1,0 +1,166 @@
+"""Live edits become versions: after a pause, on unload, at shutdown; never for nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from lxml import etree
+
+from rooms.protocol import QueryAwareness, encode_message
+from server.documents import room_key
+from server.settings import Settings
+from tests.fixtures.live_server import LiveServer, make_settings, run_server
+from tests.fixtures.ypeer import joined, room_token
+from tests.samples import REFERENCE
+from tests.test_ws_e2e import name_of, org_of, rename, task_ids
+
+A_2_0 = (REFERENCE / "A.2.0.bpmn").read_bytes()
+XML = {"Content-Type": "application/xml"}
+
+
+def settings_for(tmp_path: Path, *, idle_s: float, unload_grace_s: float = 0.1) -> Settings:
+    settings = make_settings(tmp_path)
+    settings.snapshot.idle_s = idle_s
+    settings.snapshot.max_interval_s = 30
+    settings.ws.unload_grace_s = unload_grace_s
+    return settings
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10) -> None:
+    """Poll an observable outcome (the REST API) until it holds, within a deadline."""
+    async with asyncio.timeout(timeout_s):
+        # The outcome is observed over HTTP: there is no event to await.
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def version_of(client: httpx.AsyncClient, diagram_id: str) -> int:
+    version: int = (await client.get(f"/api/diagrams/{diagram_id}/summary")).json()["version"]
+    return version
+
+
+async def new_diagram(client: httpx.AsyncClient) -> str:
+    created = await client.post(
+        "/api/diagrams", params={"title": "Live"}, content=A_2_0, headers=XML
+    )
+    assert created.status_code == 201, created.text
+    diagram_id: str = created.json()["id"]
+    return diagram_id
+
+
+def names_in(xml: bytes) -> set[str]:
+    return {el.get("name") or "" for el in etree.fromstring(xml).iter() if isinstance(el.tag, str)}
+
+
+async def test_a_pause_in_editing_writes_a_version_by_the_editor(tmp_path: Path) -> None:
+    async with (
+        run_server(settings_for(tmp_path, idle_s=0.2)) as live,
+        live.user_client(user="ada") as client,
+    ):
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as peer:
+            task = task_ids(peer)[0]
+            await peer.edit(rename(task, "Renamed live"))
+            await eventually(lambda: _at_version(client, diagram_id, 2))
+            assert "Renamed live" in names_in(
+                (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+            )
+            latest = (await client.get(f"/api/diagrams/{diagram_id}/versions")).json()["data"][0]
+            assert (latest["rev"], latest["author"], latest["message"]) == (2, "ada", "live edit")
+            assert latest["metadata"]["editors"] == ["ada"]
+
+            # Edits after a version make the next one, based on it.
+            await peer.edit(rename(task, "Renamed again"))
+            await eventually(lambda: _at_version(client, diagram_id, 3))
+            assert name_of(peer, task) == "Renamed again"
+
+
+async def _at_version(client: httpx.AsyncClient, diagram_id: str, version: int) -> bool:
+    return await version_of(client, diagram_id) >= version
+
+
+async def test_opening_a_diagram_without_editing_writes_nothing(tmp_path: Path) -> None:
+    async with run_server(settings_for(tmp_path, idle_s=0.1)) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as peer:
+            assert task_ids(peer)
+        await wait_unloaded(live, client, diagram_id)
+        assert await version_of(client, diagram_id) == 1
+        assert len((await client.get(f"/api/diagrams/{diagram_id}/versions")).json()["data"]) == 1
+
+
+async def wait_unloaded(live: LiveServer, client: httpx.AsyncClient, diagram_id: str) -> None:
+    key = room_key(org_of(client), diagram_id, 0)
+
+    async def gone() -> bool:
+        return live.app.state.services.rooms.room(key) is None
+
+    await eventually(gone)
+
+
+async def test_leaving_writes_the_last_edits_when_the_room_unloads(tmp_path: Path) -> None:
+    async with run_server(settings_for(tmp_path, idle_s=600)) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as peer:
+            task = task_ids(peer)[0]
+            await peer.edit(rename(task, "Saved on unload"))
+        # No pause-triggered snapshot (idle_s is long): only the unload writes this version.
+        await eventually(lambda: _at_version(client, diagram_id, 2))
+        await wait_unloaded(live, client, diagram_id)
+        assert await version_of(client, diagram_id) == 2
+        assert "Saved on unload" in names_in(
+            (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+        )
+
+
+async def test_a_title_only_save_does_not_stop_live_versions(tmp_path: Path) -> None:
+    async with run_server(settings_for(tmp_path, idle_s=0.2)) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as peer:
+            task = task_ids(peer)[0]
+            renamed = await client.put(
+                f"/api/diagrams/{diagram_id}", json={"expectedVersion": 1, "title": "New title"}
+            )
+            assert renamed.status_code == 200
+            await peer.edit(rename(task, "After the rename"))
+            await eventually(lambda: _at_version(client, diagram_id, 3))
+            summary: dict[str, Any] = (
+                await client.get(f"/api/diagrams/{diagram_id}/summary")
+            ).json()
+            assert summary["title"] == "New title"
+            assert "After the rename" in names_in(
+                (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+            )
+
+
+async def test_shutdown_writes_open_rooms(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, idle_s=600, unload_grace_s=600)
+    async with run_server(settings) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        peer_ctx = joined(url, diagram_id, token)
+        peer = await peer_ctx.__aenter__()
+        task = task_ids(peer)[0]
+        await peer.edit(rename(task, "Saved at shutdown"))
+        # A query-awareness round trip: the server has handled the edit before we stop it.
+        answered = len(peer.awareness)
+        await peer.ws.send(encode_message(QueryAwareness()))
+        await peer.wait_for(lambda: len(peer.awareness) > answered)
+        user_token = client.headers["authorization"]
+    # The server stopped (closing the peer with 1012); a new one on the same data sees the version.
+    assert await peer.wait_closed() == 1012
+    await peer_ctx.__aexit__(None, None, None)
+    async with run_server(settings) as again, again.client() as client:
+        client.headers["authorization"] = user_token
+        assert await version_of(client, diagram_id) == 2
+        assert "Saved at shutdown" in names_in(
+            (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+        )
