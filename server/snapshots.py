@@ -103,6 +103,12 @@ class Snapshotter:
         """A room opened from ``version`` of its diagram."""
         self._live[key] = _Live(base_version=version, stored_state=state)
 
+    def rebased(self, key: str, *, version: int, state: bytes) -> None:
+        """A REST save was folded into the room as ``version``: later snapshots build on it."""
+        live = self._live.get(key)
+        if live is not None:
+            live.base_version, live.stored_state = version, state
+
     async def updated(self, key: str, update: bytes, user_id: str | None) -> None:
         live = self._live.get(key)
         if live is None:

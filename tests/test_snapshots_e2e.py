@@ -16,7 +16,7 @@ from server.settings import Settings
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
 from tests.fixtures.ypeer import joined, room_token
 from tests.samples import REFERENCE
-from tests.test_ws_e2e import name_of, org_of, rename, task_ids
+from tests.test_ws_e2e import expect_refusal, name_of, org_of, rename, task_ids
 
 A_2_0 = (REFERENCE / "A.2.0.bpmn").read_bytes()
 XML = {"Content-Type": "application/xml"}
@@ -164,3 +164,63 @@ async def test_shutdown_writes_open_rooms(tmp_path: Path) -> None:
         assert "Saved at shutdown" in names_in(
             (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
         )
+
+
+async def test_a_rest_save_into_a_live_room_is_folded_and_keeps_editors_work(
+    tmp_path: Path,
+) -> None:
+    # A pause of 1 s before a live version leaves the REST save below time to land on version 2.
+    async with (
+        run_server(settings_for(tmp_path, idle_s=1.0)) as live,
+        live.user_client(user="rest") as client,
+    ):
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as editor:
+            by_name = {name_of(editor, key): key for key in task_ids(editor)}
+            first, second, third = by_name["Task 1"], by_name["Task 2"], by_name["Task 3"]
+            await editor.edit(rename(first, "Editor's name"))
+            await eventually(lambda: _at_version(client, diagram_id, 2))
+
+            # A REST client edits version 2's XML (Task 2 renamed) while the editor goes on
+            # working on Task 3; the save is based on version 2.
+            version_2 = (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+            await editor.edit(rename(third, "Concurrent live edit"))
+            saved_xml = version_2.replace(b'name="Task 2"', b'name="Renamed over REST"')
+            assert saved_xml != version_2
+            saved = await client.put(
+                f"/api/diagrams/{diagram_id}", content=saved_xml, headers={**XML, "If-Match": '"2"'}
+            )
+            assert saved.status_code == 200, saved.text
+            assert saved.json()["version"] == 3
+            assert (await client.get(f"/api/diagrams/{diagram_id}/versions/3")).content == saved_xml
+
+            # The editor sees the REST change live, keeps its own work, and is not thrown out.
+            await editor.wait_for(lambda: name_of(editor, second) == "Renamed over REST")
+            assert name_of(editor, first) == "Editor's name"
+            assert name_of(editor, third) == "Concurrent live edit"
+            assert editor.close_code is None
+
+            # The next live version holds both.
+            await eventually(lambda: _at_version(client, diagram_id, 4))
+            names = names_in((await client.get(f"/api/diagrams/{diagram_id}/xml")).content)
+            assert {"Editor's name", "Renamed over REST", "Concurrent live edit"} <= names
+
+
+async def test_a_rest_save_while_no_room_is_live_resets_the_document(tmp_path: Path) -> None:
+    async with run_server(settings_for(tmp_path, idle_s=0.1)) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, old_token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, old_token) as peer:
+            assert task_ids(peer)  # the room stored the document's first CRDT state
+        await wait_unloaded(live, client, diagram_id)
+        saved = await client.put(
+            f"/api/diagrams/{diagram_id}", content=A_2_0, headers={**XML, "If-Match": '"1"'}
+        )
+        assert saved.status_code == 200, saved.text
+        # New XML with no live document to fold into is a new document: old holders reload.
+        await expect_refusal(url, diagram_id, old_token, 4409)
+        _, new_token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, new_token) as fresh:
+            assert fresh.synced.is_set()
+            assert fresh.close_code is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from starlette.requests import Request
@@ -29,6 +29,7 @@ from server.http import (
     xml_as_text,
     xml_from_json_text,
 )
+from server.live_saves import apply_fold, prepare_fold
 from server.schemas import (
     TITLE_MAX,
     CreateDiagramBody,
@@ -131,6 +132,11 @@ async def save_diagram(request: Request) -> Response:
     if incoming.xml is None and incoming.title is None:
         raise InvalidInput("nothing to save: send xml, title or both")
     content = await _inspected(incoming.xml, services) if incoming.xml is not None else None
+    live = None
+    if content is not None:
+        live = await prepare_fold(services, principal.org_id, diagram_id, expected, content.xml)
+        if live is not None:
+            content = replace(content, crdt_state=live.state)
 
     record = await services.store.save(
         principal.org_id,
@@ -141,6 +147,8 @@ async def save_diagram(request: Request) -> Response:
         content=content,
         message=incoming.message,
     )
+    if live is not None:
+        await apply_fold(services, live, version=record.summary.version, user_id=principal.user_id)
     await services.list_cache.invalidate(principal.org_id)
     return json_response(
         DiagramSummaryOut.of(record.summary),
