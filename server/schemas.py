@@ -63,6 +63,12 @@ class SaveDiagramBody(_Body):
     _title = field_validator("title")(_clean_optional_title)
 
 
+class RestoreBody(_Body):
+    expected_version: int | None = Field(
+        None, ge=1, description="The current version the restore is based on (or If-Match)"
+    )
+
+
 class DiagramSummaryOut(_Out):
     id: str
     title: str
@@ -93,11 +99,18 @@ class DiagramOut(DiagramSummaryOut):
     xml: str
     xml_bytes: int
     metadata: dict[str, Any]
+    live_editors: int = Field(description="clients in the diagram's live room on this worker")
 
     @classmethod
-    def of_record(cls, record: DiagramRecord, xml_text: str) -> DiagramOut:
+    def of_record(cls, record: DiagramRecord, xml_text: str, *, live_editors: int) -> DiagramOut:
         base = DiagramSummaryOut.of(record.summary).model_dump()
-        return cls(**base, xml=xml_text, xml_bytes=record.xml.size, metadata=dict(record.metadata))
+        return cls(
+            **base,
+            xml=xml_text,
+            xml_bytes=record.xml.size,
+            metadata=dict(record.metadata),
+            live_editors=live_editors,
+        )
 
 
 class DiagramListOut(_Out):

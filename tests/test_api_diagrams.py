@@ -356,3 +356,32 @@ async def test_healthz_and_openapi(api: LiveServer) -> None:
         document = orjson.loads((await client.get("/openapi.json")).content)
         assert document["openapi"].startswith("3.")
         assert "/api/diagrams/{diagram_id}/versions/{rev}" in document["paths"]
+
+
+async def test_restore_makes_an_old_version_the_next_one(api: LiveServer) -> None:
+    async with api.user_client(user="ray") as client:
+        created = await create(client, xml=A_1_0.decode())
+        url = f"/api/diagrams/{created['id']}"
+        changed = A_1_0.replace(b'name="Task 1"', b'name="Changed"')
+        await client.put(
+            url, content=changed, headers={"Content-Type": "application/xml", "If-Match": '"1"'}
+        )
+
+        assert_problem(await client.post(url + "/versions/1/restore"), 428)
+        assert_problem(
+            await client.post(url + "/versions/1/restore", json={"expectedVersion": 1}), 409
+        )
+        assert_problem(
+            await client.post(url + "/versions/7/restore", json={"expectedVersion": 2}), 404
+        )
+        restored = await client.post(url + "/versions/1/restore", json={"expectedVersion": 2})
+        assert restored.status_code == 200, restored.text
+        assert restored.json()["version"] == 3
+        assert (await client.get(url + "/xml")).content == A_1_0
+        history = (await client.get(url + "/versions")).json()["data"]
+        assert [v["rev"] for v in history] == [3, 2, 1]
+        assert history[0]["message"] == "restore of version 1"
+        assert history[0]["author"] == "ray"
+        via_header = await client.post(url + "/versions/2/restore", headers={"If-Match": '"3"'})
+        assert via_header.status_code == 200
+        assert (await client.get(url + "/xml")).content == changed

@@ -84,6 +84,8 @@ async def test_three_editors_converge_and_a_late_joiner_gets_everything(live: Li
 
             async with joined(url, diagram_id, token) as late:
                 assert all(name_of(late, k) == v for k, v in expected.items())
+                got = (await client.get(f"/api/diagrams/{diagram_id}")).json()
+                assert got["liveEditors"] == 3
 
         room = live.app.state.services.rooms.room(room_key(org_of(client), diagram_id, 0))
         xml = render(read(room.doc)) if room is not None else b""

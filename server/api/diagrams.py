@@ -13,8 +13,9 @@ from starlette.responses import Response, StreamingResponse
 from bpmn.inspect import inspect_bpmn, minimal_bpmn
 from core.errors import InvalidInput, PreconditionRequired, XmlTooLarge
 from persistence.content import open_xml, read_xml
-from persistence.models import NewContent
+from persistence.models import NewContent, Principal
 from server.api.context import caller, writer
+from server.documents import room_key
 from server.http import (
     JSON_TYPES,
     XML_TYPES,
@@ -36,6 +37,7 @@ from server.schemas import (
     DiagramListOut,
     DiagramOut,
     DiagramSummaryOut,
+    RestoreBody,
     SaveDiagramBody,
     VersionListOut,
     VersionOut,
@@ -112,7 +114,10 @@ async def get_diagram(request: Request) -> Response:
     if not_modified(request, record.summary.version):
         return Response(status_code=304, headers=headers)
     xml = await read_xml(services.blobs, record.xml)
-    return json_response(DiagramOut.of_record(record, xml_as_text(xml)), headers=headers)
+    room = services.rooms.room(room_key(principal.org_id, record.summary.id, record.crdt_epoch))
+    live_editors = len(room.clients) if room is not None else 0
+    out = DiagramOut.of_record(record, xml_as_text(xml), live_editors=live_editors)
+    return json_response(out, headers=headers)
 
 
 async def get_summary(request: Request) -> Response:
@@ -132,20 +137,65 @@ async def save_diagram(request: Request) -> Response:
     if incoming.xml is None and incoming.title is None:
         raise InvalidInput("nothing to save: send xml, title or both")
     content = await _inspected(incoming.xml, services) if incoming.xml is not None else None
+    return await _write_version(
+        services,
+        principal,
+        diagram_id,
+        expected_version=expected,
+        content=content,
+        title=incoming.title,
+        message=incoming.message,
+    )
+
+
+async def restore_version(request: Request) -> Response:
+    """Version n's XML as the next version: a forward change, history untouched; folded
+    into the live document like any save when a room is open."""
+    services, principal = await writer(request)
+    diagram_id = request.path_params["diagram_id"]
+    rev: int = request.path_params["rev"]
+    version = await services.store.get_version(principal.org_id, diagram_id, rev)
+    raw = await read_body(request, limit=_JSON_OVERHEAD_BYTES)
+    body_version = parse_json_body(raw, RestoreBody).expected_version if raw else None
+    expected = _expected_version(_if_match(request), body_version)
+    xml = await read_xml(services.blobs, version.xml)
+    return await _write_version(
+        services,
+        principal,
+        diagram_id,
+        expected_version=expected,
+        content=NewContent(xml=xml, element_count=version.element_count),
+        title=None,
+        message=f"restore of version {rev}",
+    )
+
+
+async def _write_version(
+    services: Services,
+    principal: Principal,
+    diagram_id: str,
+    *,
+    expected_version: int,
+    content: NewContent | None,
+    title: str | None,
+    message: str | None,
+) -> Response:
+    """The one REST write path: the optimistic save, folded into a live room if one is open."""
     live = None
     if content is not None:
-        live = await prepare_fold(services, principal.org_id, diagram_id, expected, content.xml)
+        live = await prepare_fold(
+            services, principal.org_id, diagram_id, expected_version, content.xml
+        )
         if live is not None:
             content = replace(content, crdt_state=live.state)
-
     record = await services.store.save(
         principal.org_id,
         diagram_id,
-        expected_version=expected,
+        expected_version=expected_version,
         author=principal.user_id,
-        title=incoming.title,
+        title=title,
         content=content,
-        message=incoming.message,
+        message=message,
     )
     if live is not None:
         await apply_fold(services, live, version=record.summary.version, user_id=principal.user_id)

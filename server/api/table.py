@@ -12,6 +12,7 @@ from server.schemas import (
     DiagramOut,
     DiagramSummaryOut,
     Health,
+    RestoreBody,
     SaveDiagramBody,
     VersionListOut,
 )
@@ -191,5 +192,17 @@ OPERATIONS: list[Operation] = [
         "rooms",
         {200: Reply("the room token", CollaborateOut)},
         errors=(401, 404, 500),
+    ),
+    Operation(
+        "POST",
+        _ID + "/versions/{rev:int}/restore",
+        diagrams.restore_version,
+        "restoreVersion",
+        "Make version n's content the next version (folded into a live room)",
+        "versions",
+        {200: Reply("restored as a new version", DiagramSummaryOut, headers=("ETag",))},
+        body=RestoreBody,
+        params=(_IF_MATCH,),
+        errors=_WRITE_ERRORS,
     ),
 ]
