@@ -6,6 +6,7 @@ blames its input), the document stays readable, and the other clients still conv
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from tests.test_rooms_support import Peer, content, converged, loaded_doc, shape
 LIMITS = Limits(max_message_bytes=4096, byte_burst=4096)
 INPUT_CODES = {4400, 1009, 1013}
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
