@@ -98,6 +98,8 @@ class WsSettings(BaseSettings):
     model_config = _group("WS_")
 
     room_token_ttl_s: int = Field(900, ge=30, le=24 * 3600)
+    # A socket outliving its room token is told, then closed with 4401 this much later.
+    token_expiry_grace_s: float = Field(30.0, ge=0, le=3600)
     # Empty allows any Origin (development). Comma-separated or a JSON list.
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any, cast
 
@@ -20,6 +21,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.errors import CollabError, InvalidInput, PermissionDenied, Unauthenticated
 from rooms.client import CloseCode, close_code_for
+from rooms.protocol import AUTH_PERMISSION_DENIED, AuthMessage, encode_message
+from rooms.registry import Session
 from server.documents import room_key
 from server.room_tokens import RoomGrant, check_epoch, verify_room_token
 from server.services import Services
@@ -73,6 +76,9 @@ async def collab(websocket: WebSocket) -> None:
             connection_id=connection_id,
         ) as session:
             closed = asyncio.ensure_future(session.wait_closed())
+            expiry = asyncio.ensure_future(
+                _expire(session, grant.expires_at, services.ws.token_expiry_grace_s)
+            )
             try:
                 while not session.closed:
                     data = await _next_frame(websocket, closed)
@@ -83,11 +89,28 @@ async def collab(websocket: WebSocket) -> None:
                 await transport.close(int(CloseCode.MALFORMED), exc.detail)
             finally:
                 closed.cancel()
+                expiry.cancel()
     except CollabError as exc:
         log.info("room refused %s: %s", connection_id, exc.detail)
     finally:
         await transport.close(int(CloseCode.NORMAL), "bye")
         log.info("close %s", connection_id)
+
+
+async def _expire(session: Session, expires_at: float, grace_s: float) -> None:
+    """When the room token expires, tell the client, then close it with 4401 after the
+    grace period, so it reconnects with a fresh token (y-websocket reconnects by itself)."""
+    await asyncio.sleep(max(0.0, expires_at - time.time()))
+    session.client.offer(
+        encode_message(
+            AuthMessage(
+                AUTH_PERMISSION_DENIED,
+                f"room token expired; reconnect with a new one within {grace_s:.0f} s",
+            )
+        )
+    )
+    await asyncio.sleep(grace_s)
+    session.client.close(CloseCode.UNAUTHENTICATED, "room token expired")
 
 
 def _retire_older_room(services: Services, grant: RoomGrant) -> None:

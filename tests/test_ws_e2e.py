@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bpmn.document import read
 from bpmn.render import render
+from persistence.models import Principal
 from rooms.protocol import AwarenessMessage, QueryAwareness, SyncStep1, SyncUpdate, encode_message
 from server.documents import room_key
 from server.room_tokens import issue_room_token
@@ -155,8 +156,6 @@ async def test_tokens_are_checked_with_the_right_close_codes(live: LiveServer) -
         url, token = await room_token(client, diagram_id)
         org = org_of(client)
     principal_claims = jwt.decode(token, options={"verify_signature": False})
-    from persistence.models import Principal
-
     principal = Principal(user_id=principal_claims["sub"], org_id=org)
     expired, _ = issue_room_token(
         TEST_SECRET,
@@ -275,3 +274,22 @@ async def test_fuzzed_frames_over_real_sockets_close_only_their_senders(live: Li
             await donor.edit(rename(task, "after the storm"))
             await good.wait_for(lambda: name_of(good, task) == "after the storm")
             assert good.close_code is None
+
+
+async def test_a_socket_outliving_its_token_is_told_then_closed(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path)
+    settings.ws.token_expiry_grace_s = 0.3
+    async with run_server(settings) as server, server.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        claims = jwt.decode(token, options={"verify_signature": False})
+        principal = Principal(user_id=claims["sub"], org_id=claims["org"])
+        # Valid for one more second (the server allows clock leeway only at connect).
+        short, _ = issue_room_token(
+            TEST_SECRET, diagram_id=diagram_id, principal=principal, epoch=0, ttl_s=1
+        )
+        async with joined(url, diagram_id, short) as peer:
+            assert peer.close_code is None
+            await peer.wait_for(lambda: bool(peer.auth))
+            assert "expired" in peer.auth[0].reason
+            assert await peer.wait_closed() == 4401
