@@ -44,19 +44,13 @@ class DocumentLoader:
         store: DiagramStore,
         blobs: BlobStore,
         *,
-        max_xml_bytes: int,
-        max_xml_depth: int,
-        max_xml_elements: int,
+        xml_limits: dict[str, int],
         on_loaded: Callable[[str, int, bytes], None] | None = None,
     ) -> None:
         self._on_loaded = on_loaded
         self._store = store
         self._blobs = blobs
-        self._parse_limits = {
-            "max_bytes": max_xml_bytes,
-            "max_depth": max_xml_depth,
-            "max_elements": max_xml_elements,
-        }
+        self._xml_limits = xml_limits
 
     async def __call__(self, key: str) -> Doc[Any]:
         org_id, diagram_id, epoch = parse_room_key(key)
@@ -69,7 +63,7 @@ class DocumentLoader:
             if record.crdt_state is not None:
                 return self._opened(key, record.summary.version, record.crdt_state)
             xml = await read_xml(self._blobs, record.xml)
-            model = await asyncio.to_thread(parse, xml, **self._parse_limits)
+            model = await asyncio.to_thread(parse, xml, **self._xml_limits)
             state = load(model).get_update()
             try:
                 stored = await self._store.save_crdt_state(
@@ -85,10 +79,10 @@ class DocumentLoader:
     def _opened(self, key: str, version: int, state: bytes) -> Doc[Any]:
         if self._on_loaded is not None:
             self._on_loaded(key, version, state)
-        return _doc_from(state)
+        return doc_from_state(state)
 
 
-def _doc_from(state: bytes) -> Doc[Any]:
+def doc_from_state(state: bytes) -> Doc[Any]:
     doc: Doc[Any] = Doc()
     doc.apply_update(state)
     return doc

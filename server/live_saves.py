@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
-
-from pycrdt import Doc
 
 from bpmn.diff import fold
 from bpmn.document import read
@@ -21,7 +18,7 @@ from bpmn.model import BpmnModel
 from bpmn.parse import parse
 from core.errors import VersionNotFound
 from rooms.room import Room
-from server.documents import room_key
+from server.documents import doc_from_state, room_key
 from server.services import Services
 
 
@@ -46,23 +43,16 @@ async def prepare_fold(
     room = services.rooms.room(key)
     if room is None:
         return None
-    limits = services.limits
-    model = await asyncio.to_thread(
-        parse,
-        xml,
-        max_bytes=limits.max_xml_bytes,
-        max_depth=limits.max_xml_depth,
-        max_elements=limits.max_xml_elements,
-    )
+    model = await asyncio.to_thread(parse, xml, **services.limits.xml_limits())
     try:
         base_state = (
             await services.store.get_version(org_id, diagram_id, expected_version)
         ).crdt_state
     except VersionNotFound:
         base_state = None
-    base = read(_doc(base_state)) if base_state is not None else None
+    base = read(doc_from_state(base_state)) if base_state is not None else None
     # Fold into a copy first: the live document changes only once the save has won.
-    copy = _doc(room.doc.get_update())
+    copy = doc_from_state(room.doc.get_update())
     fold(copy, model, base=base)
     return PreparedFold(room=room, key=key, model=model, base=base, state=copy.get_update())
 
@@ -75,9 +65,3 @@ async def apply_fold(
     await prepared.room.change(
         lambda doc: fold(doc, prepared.model, base=prepared.base), user_id=user_id
     )
-
-
-def _doc(state: bytes) -> Doc[Any]:
-    doc: Doc[Any] = Doc()
-    doc.apply_update(state)
-    return doc

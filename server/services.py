@@ -118,9 +118,7 @@ async def open_services(
         loader = DocumentLoader(
             store,
             blobs,
-            max_xml_bytes=limits.max_xml_bytes,
-            max_xml_depth=limits.max_xml_depth,
-            max_xml_elements=limits.max_xml_elements,
+            xml_limits=limits.xml_limits(),
             on_loaded=lambda key, version, state: snapshots.loaded(
                 key, version=version, state=state
             ),

@@ -91,6 +91,14 @@ class LimitSettings(BaseSettings):
     write_burst: int = Field(30, ge=1)
     list_cache_ttl_s: int = Field(60, ge=1, le=3600)
 
+    def xml_limits(self) -> dict[str, int]:
+        """The keyword arguments of ``bpmn.parse.parse`` and ``bpmn.inspect.inspect_bpmn``."""
+        return {
+            "max_bytes": self.max_xml_bytes,
+            "max_depth": self.max_xml_depth,
+            "max_elements": self.max_xml_elements,
+        }
+
 
 class WsSettings(BaseSettings):
     """Live rooms: room tokens, the WebSocket edge and per-room limits."""

@@ -16,7 +16,7 @@ from server.settings import Settings
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
 from tests.fixtures.ypeer import joined, room_token
 from tests.samples import REFERENCE
-from tests.test_ws_e2e import expect_refusal, name_of, org_of, rename, task_ids
+from tests.test_ws_e2e import expect_refusal, name_of, new_diagram, org_of, rename, task_ids
 
 A_2_0 = (REFERENCE / "A.2.0.bpmn").read_bytes()
 XML = {"Content-Type": "application/xml"}
@@ -41,15 +41,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10
 async def version_of(client: httpx.AsyncClient, diagram_id: str) -> int:
     version: int = (await client.get(f"/api/diagrams/{diagram_id}/summary")).json()["version"]
     return version
-
-
-async def new_diagram(client: httpx.AsyncClient) -> str:
-    created = await client.post(
-        "/api/diagrams", params={"title": "Live"}, content=A_2_0, headers=XML
-    )
-    assert created.status_code == 201, created.text
-    diagram_id: str = created.json()["id"]
-    return diagram_id
 
 
 def names_in(xml: bytes) -> set[str]:

@@ -333,15 +333,8 @@ def _checked_json_xml(text: str | None, services: Services) -> bytes | None:
 
 
 async def _inspected(xml: bytes, services: Services) -> NewContent:
-    limits = services.limits
     # Parsing a large document takes milliseconds of CPU: keep it off the event loop.
-    info = await asyncio.to_thread(
-        inspect_bpmn,
-        xml,
-        max_bytes=limits.max_xml_bytes,
-        max_depth=limits.max_xml_depth,
-        max_elements=limits.max_xml_elements,
-    )
+    info = await asyncio.to_thread(inspect_bpmn, xml, **services.limits.xml_limits())
     return NewContent(xml=xml, element_count=info.element_count)
 
 
