@@ -30,6 +30,9 @@ class NewContent:
     element_count: int
     crdt_state: bytes | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The update-log position ``crdt_state`` includes (a live room's snapshot or a
+    # fold into it): the room's log is replayed after it and trimmed up to it.
+    log_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class DiagramRecord:
     # the XML, so a client holding a document of an older epoch must reload.
     crdt_epoch: int
     metadata: Mapping[str, Any]
+    log_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class VersionRecord:
     xml: StoredXml
     crdt_state: bytes | None
     metadata: Mapping[str, Any]
+    log_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

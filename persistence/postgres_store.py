@@ -76,19 +76,21 @@ _SUMMARY_COLUMNS = (
     "created_at, updated_at"
 )
 _DIAGRAM_COLUMNS = (
-    f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, crdt_epoch, metadata"
+    f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, crdt_epoch, metadata, "
+    "log_position"
 )
 _VERSION_COLUMNS = (
     "diagram_id, rev, author, message, created_at, element_count, xml_inline, xml_blob_key, "
-    "xml_size, crdt_state, metadata"
+    "xml_size, crdt_state, metadata, log_position"
 )
 
 # A version row is a copy of the diagram row as the same transaction just wrote it.
 _INSERT_VERSION = """
 INSERT INTO diagram_versions (diagram_id, org_id, rev, xml_inline, xml_blob_key, xml_size,
-                              crdt_state, metadata, element_count, author, message, created_at)
+                              crdt_state, metadata, element_count, author, message, created_at,
+                              log_position)
 SELECT id, org_id, version, xml_inline, xml_blob_key, xml_size,
-       crdt_state, metadata, element_count, $2, $3, updated_at
+       crdt_state, metadata, element_count, $2, $3, updated_at, log_position
 FROM diagrams WHERE id = $1::uuid
 """
 _INSERT_EVENT = """
@@ -374,6 +376,7 @@ class PostgresDiagramStore:
                     UPDATE diagrams SET version = version + 1, title = COALESCE($4, title),
                         updated_at = clock_timestamp(), xml_inline = $5, xml_blob_key = $6,
                         xml_size = $7, crdt_state = $8, metadata = $9::jsonb, element_count = $10,
+                        log_position = $11,
                         crdt_epoch = {EPOCH_AFTER_NEW_XML.format(new_state="$8::bytea")}
                     WHERE id = $1::uuid AND org_id = $2 AND version = $3 AND deleted_at IS NULL
                     RETURNING {_DIAGRAM_COLUMNS}
@@ -386,6 +389,7 @@ class PostgresDiagramStore:
                     content.crdt_state,
                     dump_json(content.metadata),
                     content.element_count,
+                    content.log_position,
                 )
             if row is None:
                 # A fresh statement, so a fresh snapshot: it sees the winner's commit.
@@ -448,7 +452,7 @@ class PostgresDiagramStore:
         async with self._transaction(org_id) as conn:
             epoch = await conn.fetchval(
                 """
-                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL
+                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL, log_position = NULL
                 WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL
                 RETURNING crdt_epoch
                 """,

@@ -162,6 +162,7 @@ def diagram_from_row(row: Row) -> DiagramRecord:
         crdt_state=optional_bytes(row["crdt_state"]),
         crdt_epoch=row["crdt_epoch"],
         metadata=json_object(row["metadata"]),
+        log_position=row["log_position"],
     )
 
 
@@ -176,6 +177,7 @@ def version_from_row(row: Row) -> VersionRecord:
         xml=stored_xml_from_row(row),
         crdt_state=optional_bytes(row["crdt_state"]),
         metadata=json_object(row["metadata"]),
+        log_position=row["log_position"],
     )
 
 

@@ -75,19 +75,21 @@ _SUMMARY_COLUMNS = (
     "created_at, updated_at"
 )
 _DIAGRAM_COLUMNS = (
-    f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, crdt_epoch, metadata"
+    f"{_SUMMARY_COLUMNS}, xml_inline, xml_blob_key, xml_size, crdt_state, crdt_epoch, metadata, "
+    "log_position"
 )
 _VERSION_COLUMNS = (
     "diagram_id, rev, author, message, created_at, element_count, xml_inline, xml_blob_key, "
-    "xml_size, crdt_state, metadata"
+    "xml_size, crdt_state, metadata, log_position"
 )
 
 # A version row is a copy of the diagram row as the same transaction just wrote it.
 _INSERT_VERSION = """
 INSERT INTO diagram_versions (diagram_id, org_id, rev, xml_inline, xml_blob_key, xml_size,
-                              crdt_state, metadata, element_count, author, message, created_at)
+                              crdt_state, metadata, element_count, author, message, created_at,
+                              log_position)
 SELECT id, org_id, version, xml_inline, xml_blob_key, xml_size,
-       crdt_state, metadata, element_count, ?, ?, updated_at
+       crdt_state, metadata, element_count, ?, ?, updated_at, log_position
 FROM diagrams WHERE id = ?
 """
 _INSERT_EVENT = """
@@ -342,7 +344,7 @@ class SqliteDiagramStore:
                     f"""
                     UPDATE diagrams SET version = version + 1, title = COALESCE(?, title),
                         updated_at = ?, xml_inline = ?, xml_blob_key = ?, xml_size = ?,
-                        crdt_state = ?, metadata = ?, element_count = ?,
+                        crdt_state = ?, metadata = ?, element_count = ?, log_position = ?,
                         crdt_epoch = {EPOCH_AFTER_NEW_XML.format(new_state="?")}
                     WHERE id = ? AND org_id = ? AND version = ? AND deleted_at IS NULL
                     RETURNING {_DIAGRAM_COLUMNS}
@@ -356,6 +358,7 @@ class SqliteDiagramStore:
                         content.crdt_state,
                         dump_json(content.metadata),
                         content.element_count,
+                        content.log_position,
                         content.crdt_state,
                         *guard,
                     ),
@@ -423,7 +426,7 @@ class SqliteDiagramStore:
         async with self._transaction(write=True) as conn:
             rows = await conn.execute_fetchall(
                 """
-                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL
+                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL, log_position = NULL
                 WHERE id = ? AND org_id = ? AND deleted_at IS NULL
                 RETURNING crdt_epoch
                 """,

@@ -28,6 +28,7 @@ from core.errors import (
 from persistence.content import read_xml
 from persistence.cursor import encode_diagram_cursor, encode_version_cursor
 from persistence.folder_blobs import FolderBlobStore
+from persistence.migrator import load_migrations
 from persistence.models import DiagramRecord, NewContent, Principal, StoredXml
 from persistence.postgres_store import PostgresDiagramStore
 from tests.contract.conftest import INLINE_MAX_BYTES, Store, StoreBackend
@@ -586,6 +587,32 @@ async def test_new_xml_without_a_crdt_state_moves_the_epoch(store: Store, org: s
     assert again.crdt_epoch == 1
 
 
+async def test_a_save_records_the_log_position_its_state_includes(
+    store: Store, org: str
+) -> None:
+    created = await create(store, org)
+    diagram_id = created.summary.id
+    assert created.log_position is None
+
+    snapshot = dataclasses.replace(content(crdt=b"v2"), log_position="1700000000000-7")
+    saved = await store.save(org, diagram_id, expected_version=1, author="bob", content=snapshot)
+    assert saved.log_position == "1700000000000-7"
+    assert (await store.get(org, diagram_id)).log_position == "1700000000000-7"
+    assert (await store.get_version(org, diagram_id, 2)).log_position == "1700000000000-7"
+    assert (await store.get_version(org, diagram_id, 1)).log_position is None
+
+    # A title-only save keeps the document and so the position; new content states its own.
+    titled = await store.save(org, diagram_id, expected_version=2, author="bob", title="T")
+    assert titled.log_position == "1700000000000-7"
+    assert (await store.get_version(org, diagram_id, 3)).log_position == "1700000000000-7"
+    plain = await store.save(org, diagram_id, expected_version=3, author="bob", content=content())
+    assert plain.log_position is None
+    # A new epoch starts a new log: no position of the old one applies.
+    await store.save(org, diagram_id, expected_version=4, author="bob", content=snapshot)
+    await store.bump_epoch(org, diagram_id)
+    assert (await store.get(org, diagram_id)).log_position is None
+
+
 # --- delete ---------------------------------------------------------------------------------
 
 
@@ -814,7 +841,10 @@ async def test_migrate_is_idempotent(store: Store, store_backend: StoreBackend, 
     await store.migrate()
     await store.migrate()
 
-    assert applied == [1, 2]
+    # Every migration file of the dialect, numbered from 1 without a gap.
+    assert applied == list(range(1, len(applied) + 1))
+    dialect = "sqlite" if store_backend.name == "sqlite" else "postgres"
+    assert len(applied) == len(load_migrations(dialect))
     assert await store_backend.applied_migrations() == applied
     await create(store, org)
 
@@ -827,7 +857,9 @@ async def test_two_stores_migrating_a_new_database_at_once(
         await asyncio.gather(one.migrate(), two.migrate(), one.migrate())
         created = await create(one, org)
         assert await two.get(org, created.summary.id) == created
-    assert await fresh.applied_migrations() == [1, 2]
+    dialect = "sqlite" if store_backend.name == "sqlite" else "postgres"
+    expected = [migration.version for migration in load_migrations(dialect)]
+    assert await fresh.applied_migrations() == expected
 
 
 async def test_ping_answers_when_the_database_is_there(store: Store) -> None:
