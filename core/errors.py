@@ -217,6 +217,11 @@ class BlobStoreUnavailable(Unavailable):
     title = "Blob store unavailable"
 
 
+class UpdateLogUnavailable(Unavailable):
+    code = "update_log_unavailable"
+    title = "Update log unavailable"
+
+
 class DiagramExists(Conflict):
     code = "diagram_exists"
     title = "Diagram already exists"

@@ -53,7 +53,9 @@ from rooms.validation import StructureGuard, adds_content, state_vector
 log = logging.getLogger(__name__)
 
 #: ``on_update(update, user_id)``: called after every change the room applied from a client
-#: (``user_id`` of its sender) or through :meth:`Room.change`, with that change's update bytes.
+#: (``user_id`` of its sender) or through :meth:`Room.change`, with that change's update bytes,
+#: and awaited before the change is broadcast: the server appends it to the room's durable
+#: update log there, so no client sees an update a crash could lose.
 UpdateHook = Callable[[bytes, str | None], Awaitable[None]]
 
 EMPTY_STATE_VECTOR: Final = b"\x00"
@@ -274,16 +276,18 @@ class Room:
                 where = "/".join((first.root, *first.path, first.name))
                 error = error or f"the update breaks the diagram's structure at {where}"
         finally:
-            # Even when checking failed: what is in the document must reach every client.
+            # Even when checking failed: what is in the document must reach every client,
+            # after the hook made it durable (the update log) and before anyone sees it.
             self._capture = None
             change = _merged(captured)
             if change is not None:
                 self.metrics.updates_applied += 1
-                self._broadcast(encode_message(SyncUpdate(change)), exclude=client)
+                try:
+                    await self._publish(change, client)
+                finally:
+                    self._broadcast(encode_message(SyncUpdate(change)), exclude=client)
         if error is not None:
             client.close(CloseCode.MALFORMED, error)
-        if change is not None:
-            await self._publish(change, client)
 
     async def _publish(self, change: bytes, client: Client) -> None:
         if self._on_update is None:
@@ -291,7 +295,7 @@ class Room:
         try:
             await self._on_update(change, client.user_id)
         except Exception as exc:
-            # The change is applied and broadcast here; only its publication failed.
+            # The change is applied and is broadcast next; only its publication failed.
             self.metrics.hook_failures += 1
             log.exception("on_update failed in room %s", self.diagram_id)
             # Not the client's fault: 1013 (retry) when a dependency is down, 1011 otherwise.
@@ -337,9 +341,11 @@ class Room:
             self._capture = None
             update = _merged(captured)
             if update is not None:
-                self._broadcast(encode_message(SyncUpdate(update)), exclude=None)
-                if self._on_update is not None:
-                    await self._on_update(update, user_id)
+                try:
+                    if self._on_update is not None:
+                        await self._on_update(update, user_id)
+                finally:
+                    self._broadcast(encode_message(SyncUpdate(update)), exclude=None)
         return update
 
     def _broadcast(self, data: bytes, *, exclude: Client | None) -> None:

@@ -200,6 +200,31 @@ async def test_on_update_gets_each_applied_change_with_its_author() -> None:
         assert "n" in replay.get("elements", type=Map)
 
 
+async def test_no_client_sees_a_change_before_on_update_made_it_durable() -> None:
+    logged = asyncio.Event()
+    release = asyncio.Event()
+
+    async def on_update(update: bytes, user_id: str | None) -> None:
+        logged.set()
+        await release.wait()  # the update log's append, taking its time
+
+    async with Room("d", loaded_doc("a"), on_update=on_update) as room:
+        alice, bob = Peer("alice"), Peer("bob")
+        async with alice.join(room), bob.join(room):
+            await alice.sync()
+            await bob.sync()
+            sending = asyncio.create_task(
+                alice.edit(lambda doc: doc.get("elements", type=Map).__setitem__("n", task("N")))
+            )
+            await logged.wait()
+            await asyncio.sleep(0.05)
+            await bob.settle()
+            assert "n" not in bob.elements
+            release.set()
+            await sending
+            await bob.wait_for(lambda: "n" in bob.elements)
+
+
 async def test_a_failing_on_update_closes_only_the_sender() -> None:
     async def on_update(update: bytes, user_id: str | None) -> None:
         if user_id == "alice":
