@@ -452,7 +452,8 @@ class PostgresDiagramStore:
         async with self._transaction(org_id) as conn:
             epoch = await conn.fetchval(
                 """
-                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL, log_position = NULL
+                UPDATE diagrams
+                SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL, log_position = NULL
                 WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL
                 RETURNING crdt_epoch
                 """,

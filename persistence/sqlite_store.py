@@ -426,7 +426,8 @@ class SqliteDiagramStore:
         async with self._transaction(write=True) as conn:
             rows = await conn.execute_fetchall(
                 """
-                UPDATE diagrams SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL, log_position = NULL
+                UPDATE diagrams
+                SET crdt_epoch = crdt_epoch + 1, crdt_state = NULL, log_position = NULL
                 WHERE id = ? AND org_id = ? AND deleted_at IS NULL
                 RETURNING crdt_epoch
                 """,
