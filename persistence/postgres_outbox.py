@@ -1,0 +1,245 @@
+"""``Outbox`` on PostgreSQL: any number of processors, one per worker, claim at once.
+
+A claim locks its rows with ``FOR UPDATE SKIP LOCKED`` and leases them in the
+same statement, so concurrent claims pass each other's events by instead of
+waiting for them or taking them too; after the claim commits, the lease keeps
+them out of other claims until it runs out.
+
+It has a small pool of its own on the store's database and, like the store,
+runs each transaction as the restricted ``bpmn_collab_app`` role when that role
+is usable. ``outbox_events`` has no row-level security (a processor serves every
+organization), but ``diagrams`` has, so setting a thumbnail names the diagram's
+organization in ``app.org_id`` exactly as the store does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Self, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from core.errors import CollabError, InvalidInput, StoreUnavailable
+from persistence.outbox import (
+    OutboxBacklog,
+    OutboxEvent,
+    check_claim,
+    check_delay,
+    clip_error,
+)
+from persistence.rows import canonical_id, int4, json_object, utc_datetime
+
+log = logging.getLogger(__name__)
+
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+_CONNECT_TIMEOUT_S = 10.0
+_ACQUIRE_TIMEOUT_S = 30.0
+
+# now() is the transaction's start: one clock (the database's) for every processor.
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM outbox_events
+    WHERE processed_at IS NULL AND parked_at IS NULL
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+      AND (claimed_until IS NULL OR claimed_until <= now())
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox_events AS e
+SET attempts = e.attempts + 1, claimed_until = now() + make_interval(secs => $2)
+FROM due WHERE e.id = due.id
+RETURNING e.id, e.org_id, e.diagram_id, e.type, e.payload, e.attempts, e.created_at
+"""
+# The claim that returned the event must still be the latest one: a processor whose
+# lease ran out must not reschedule or park an event another processor now holds.
+_RELEASE = """
+UPDATE outbox_events SET {what}, claimed_until = NULL, last_error = $3
+WHERE id = $1 AND attempts = $2 AND processed_at IS NULL AND parked_at IS NULL
+"""
+_RETRY = _RELEASE.format(what="next_attempt_at = now() + make_interval(secs => $4)")
+_PARK = _RELEASE.format(what="parked_at = now()")
+_COMPLETE = """
+UPDATE outbox_events SET processed_at = now(), claimed_until = NULL
+WHERE id = $1 AND processed_at IS NULL
+"""
+_BACKLOG = """
+SELECT count(*) FILTER (WHERE parked_at IS NULL) AS pending,
+       count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+FROM outbox_events WHERE processed_at IS NULL
+"""
+_SET_THUMBNAIL = """
+UPDATE diagrams SET thumbnail_url = $4, thumbnail_version = $3
+WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL
+  AND (thumbnail_version IS NULL OR thumbnail_version < $3)
+RETURNING thumbnail_version
+"""
+# set_config(..., true) is SET LOCAL with the value as a bound parameter.
+_SCOPE = "SELECT set_config('app.org_id', $1, true)"
+_SCOPE_AS_ROLE = "SELECT set_config('app.org_id', $1, true), set_config('role', $2, true)"
+# Usable: we may SET ROLE to it and this database's migration granted it the outbox.
+_ROLE_USABLE = """
+SELECT coalesce((SELECT pg_has_role(current_user, r.oid, 'MEMBER')
+                        AND coalesce(has_table_privilege(r.oid, to_regclass('outbox_events'),
+                                                         'UPDATE'), false)
+                 FROM pg_roles r WHERE r.rolname = $1), false)
+"""
+
+
+class PostgresOutbox:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 2,
+        app_role: str | None = "bpmn_collab_app",
+    ) -> None:
+        self._dsn = dsn
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._app_role = app_role
+        self._role_active = False
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+
+    async def __aenter__(self) -> Self:
+        with _pg_errors():
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                timeout=_CONNECT_TIMEOUT_S,
+            )
+        self._pool = pool
+        try:
+            # After the store migrated (the composition root enters this later), so the
+            # role's grants are there to be seen.
+            if self._app_role is not None:
+                async with self._connection() as conn:
+                    self._role_active = bool(await conn.fetchval(_ROLE_USABLE, self._app_role))
+        except BaseException:
+            self._pool = None
+            await pool.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def uses_app_role(self) -> bool:
+        return self._role_active
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("the Postgres outbox is not open")
+        with _pg_errors():
+            async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, org_id: str = "") -> AsyncIterator[Connection]:
+        """A transaction scoped to ``org_id`` ("" sees no organization's diagrams)."""
+        async with self._connection() as conn:
+            with _pg_errors():
+                async with conn.transaction():
+                    if self._role_active:
+                        await conn.execute(_SCOPE_AS_ROLE, org_id, self._app_role)
+                    else:
+                        await conn.execute(_SCOPE, org_id)
+                    yield conn
+
+    # --- Outbox -------------------------------------------------------------------------------
+
+    async def claim(self, *, limit: int, lease_s: float) -> list[OutboxEvent]:
+        check_claim(limit, lease_s)
+        async with self._transaction() as conn:
+            rows = await conn.fetch(_CLAIM, limit, float(lease_s))
+        # UPDATE ... RETURNING gives no order; callers get the oldest first.
+        return sorted((_event(row) for row in rows), key=lambda event: event.id)
+
+    async def complete(self, event: OutboxEvent) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(_COMPLETE, event.id)
+
+    async def retry(self, event: OutboxEvent, *, error: str, delay_s: float) -> None:
+        check_delay(delay_s)
+        async with self._transaction() as conn:
+            await conn.execute(
+                _RETRY, event.id, event.attempts, _text(clip_error(error)), float(delay_s)
+            )
+
+    async def park(self, event: OutboxEvent, *, error: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(_PARK, event.id, event.attempts, _text(clip_error(error)))
+
+    async def backlog(self) -> OutboxBacklog:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(_BACKLOG)
+        if row is None:  # an aggregate always returns a row
+            raise CollabError("the outbox backlog query returned nothing")
+        return OutboxBacklog(pending=int(row["pending"]), parked=int(row["parked"]))
+
+    async def set_thumbnail(self, org_id: str, diagram_id: str, *, version: int, url: str) -> bool:
+        canonical = canonical_id(diagram_id)
+        if canonical is None:
+            return False
+        async with self._transaction(org_id) as conn:
+            moved = await conn.fetchval(_SET_THUMBNAIL, canonical, org_id, int4(version), url)
+        return moved is not None
+
+
+def _event(row: asyncpg.Record) -> OutboxEvent:
+    return OutboxEvent(
+        id=int(row["id"]),
+        org_id=row["org_id"],
+        diagram_id=str(row["diagram_id"]),
+        type=row["type"],
+        payload=json_object(row["payload"]),
+        attempts=int(row["attempts"]),
+        created_at=utc_datetime(row["created_at"]),
+    )
+
+
+def _text(value: str) -> str:
+    # Postgres text cannot hold NUL, and an exception message may carry one.
+    return value.replace("\x00", "\ufffd")
+
+
+# Errors that mean "the database cannot serve now; the same call may work later".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.UndefinedTableError,
+    asyncpg.exceptions.UndefinedColumnError,
+)
+
+
+@contextmanager
+def _pg_errors() -> Iterator[None]:
+    """Translate asyncpg exceptions at the seam, as the store does; CollabErrors pass."""
+    try:
+        yield
+    except CollabError:
+        raise
+    except _UNAVAILABLE as exc:
+        # UndefinedColumn too: a processor started before this database was migrated.
+        raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+    except asyncpg.DataError as exc:
+        raise InvalidInput(f"PostgreSQL cannot store a value: {exc}") from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise CollabError(f"PostgreSQL refused an outbox statement: {exc}") from exc

@@ -1,0 +1,212 @@
+"""``Outbox`` on the SQLite file of the embedded default.
+
+A connection of its own to the store's database file (WAL, so its short
+transactions and the store's wait for each other through ``busy_timeout``, never
+fail). The embedded default runs one worker, so one processor claims; writes
+still take ``BEGIN IMMEDIATE``, so a claim reads and leases its events under
+the write lock and two claims could not interleave anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Self
+
+import aiosqlite
+
+from core.errors import CollabError, StoreUnavailable
+from persistence.outbox import (
+    OutboxBacklog,
+    OutboxEvent,
+    check_claim,
+    check_delay,
+    clip_error,
+)
+from persistence.rows import canonical_id, iso_utc, json_object, utc_datetime
+
+log = logging.getLogger(__name__)
+
+# Timestamps are fixed-width ISO text (``iso_utc``), so text comparison is time order.
+_CLAIM = """
+UPDATE outbox_events SET attempts = attempts + 1, claimed_until = :lease
+WHERE id IN (
+    SELECT id FROM outbox_events
+    WHERE processed_at IS NULL AND parked_at IS NULL
+      AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+      AND (claimed_until IS NULL OR claimed_until <= :now)
+    ORDER BY id LIMIT :limit
+)
+RETURNING id, org_id, diagram_id, type, payload, attempts, created_at
+"""
+# The claim that returned the event must still be the latest one: a processor whose
+# lease ran out must not reschedule or park an event another processor now holds.
+_RELEASE = """
+UPDATE outbox_events SET {what}, claimed_until = NULL, last_error = :error
+WHERE id = :id AND attempts = :attempts AND processed_at IS NULL AND parked_at IS NULL
+"""
+_RETRY = _RELEASE.format(what="next_attempt_at = :at")
+_PARK = _RELEASE.format(what="parked_at = :at")
+
+
+class SqliteOutbox:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._clock = clock
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        with _sqlite_errors():
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            with _sqlite_errors():
+                conn.row_factory = sqlite3.Row
+                await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                # The store made the file WAL already; saying so again costs nothing
+                # and keeps this connection from ever taking the rollback journal.
+                await conn.execute("PRAGMA journal_mode = WAL")
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await conn.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreUnavailable("the SQLite outbox is not open")
+            with _sqlite_errors():
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await _rollback_quietly(conn)
+                    raise
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    # --- Outbox -------------------------------------------------------------------------------
+
+    async def claim(self, *, limit: int, lease_s: float) -> list[OutboxEvent]:
+        check_claim(limit, lease_s)
+        now = self._now()
+        params = {
+            "now": iso_utc(now),
+            "lease": iso_utc(now + timedelta(seconds=lease_s)),
+            "limit": limit,
+        }
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(_CLAIM, params)
+        # RETURNING gives no order; callers get the oldest first.
+        return sorted((_event(row) for row in rows), key=lambda event: event.id)
+
+    async def complete(self, event: OutboxEvent) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox_events SET processed_at = ?, claimed_until = NULL "
+                "WHERE id = ? AND processed_at IS NULL",
+                (iso_utc(self._now()), event.id),
+            )
+
+    async def retry(self, event: OutboxEvent, *, error: str, delay_s: float) -> None:
+        check_delay(delay_s)
+        at = self._now() + timedelta(seconds=delay_s)
+        async with self._transaction() as conn:
+            await conn.execute(_RETRY, _release(event, error, at))
+
+    async def park(self, event: OutboxEvent, *, error: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(_PARK, _release(event, error, self._now()))
+
+    async def backlog(self) -> OutboxBacklog:
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*) FILTER (WHERE parked_at IS NULL) AS pending, "
+                "count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked "
+                "FROM outbox_events WHERE processed_at IS NULL"
+            )
+        row = next(iter(rows))
+        return OutboxBacklog(pending=int(row["pending"]), parked=int(row["parked"]))
+
+    async def set_thumbnail(self, org_id: str, diagram_id: str, *, version: int, url: str) -> bool:
+        canonical = canonical_id(diagram_id)
+        if canonical is None:
+            return False
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                """
+                UPDATE diagrams SET thumbnail_url = ?, thumbnail_version = ?
+                WHERE id = ? AND org_id = ? AND deleted_at IS NULL
+                  AND (thumbnail_version IS NULL OR thumbnail_version < ?)
+                """,
+                (url, version, canonical, org_id, version),
+            )
+            changed = cursor.rowcount
+        return changed > 0
+
+
+def _event(row: sqlite3.Row) -> OutboxEvent:
+    return OutboxEvent(
+        id=int(row["id"]),
+        org_id=row["org_id"],
+        diagram_id=row["diagram_id"],
+        type=row["type"],
+        payload=json_object(row["payload"]),
+        attempts=int(row["attempts"]),
+        created_at=utc_datetime(row["created_at"]),
+    )
+
+
+def _release(event: OutboxEvent, error: str, at: datetime) -> dict[str, object]:
+    return {
+        "id": event.id,
+        "attempts": event.attempts,
+        "error": clip_error(error),
+        "at": iso_utc(at),
+    }
+
+
+async def _rollback_quietly(conn: aiosqlite.Connection) -> None:
+    # Runs while another exception is in flight; that one says what went wrong.
+    try:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+    except (sqlite3.Error, ValueError):
+        log.warning("rolling back an outbox transaction failed", exc_info=True)
+
+
+@contextmanager
+def _sqlite_errors() -> Iterator[None]:
+    """Translate sqlite3 exceptions at the seam, as the store does; CollabErrors pass."""
+    try:
+        yield
+    except CollabError:
+        raise
+    except sqlite3.OperationalError as exc:
+        # Busy beyond busy_timeout, I/O, schema not migrated yet: a retry may work.
+        raise StoreUnavailable(f"SQLite is unavailable: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise CollabError(f"SQLite refused an outbox statement: {exc}") from exc
