@@ -142,6 +142,29 @@ class SnapshotSettings(BaseSettings):
     max_interval_s: float = Field(30.0, gt=0, le=24 * 3600)
 
 
+class OutboxSettings(BaseSettings):
+    """The outbox processor each worker runs (thumbnails after every save)."""
+
+    model_config = _group("OUTBOX_")
+
+    enabled: bool = True
+    # How long an idle processor waits before looking for new events again.
+    poll_interval_s: float = Field(1.0, gt=0, le=300)
+    batch_size: int = Field(20, ge=1, le=1000)
+    # Claims before an event is parked for an operator (and counted).
+    max_attempts: int = Field(8, ge=1, le=100)
+    # A claimed event is held this long; a worker dying mid-event frees it when it ends.
+    lease_s: float = Field(120.0, ge=1, le=24 * 3600)
+    backoff_base_s: float = Field(2.0, ge=0, le=3600)
+    backoff_max_s: float = Field(600.0, ge=0, le=24 * 3600)
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> OutboxSettings:
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError("OUTBOX_BACKOFF_BASE_S must not exceed OUTBOX_BACKOFF_MAX_S")
+        return self
+
+
 class Settings(BaseSettings):
     # The groups read their own prefixes; this prefix only keeps stray variables such as
     # SERVER or AUTH from being taken for whole groups.
@@ -155,6 +178,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     ws: WsSettings = Field(default_factory=WsSettings)
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
