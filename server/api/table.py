@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from server.api import diagrams, ops, rooms
+from server.api import diagrams, ops, rooms, thumbnails
 from server.openapi import Operation, Param, Reply
 from server.schemas import (
     CollaborateOut,
@@ -139,6 +139,32 @@ OPERATIONS: list[Operation] = [
         "Download the BPMN XML (streamed)",
         "diagrams",
         {200: _XML_FILE, 304: Reply("not modified")},
+        params=(
+            _IF_NONE_MATCH,
+            Param(
+                "fresh",
+                "query",
+                {"type": "boolean", "default": False},
+                "render from the live room where one is open on this worker",
+            ),
+        ),
+        errors=_READ_ERRORS,
+    ),
+    Operation(
+        "GET",
+        _ID + "/thumbnail.svg",
+        thumbnails.get_thumbnail,
+        "getDiagramThumbnail",
+        "Get the diagram's SVG thumbnail (drawn shortly after each save)",
+        "diagrams",
+        {
+            200: Reply(
+                "the thumbnail of the version the ETag names",
+                media_type="image/svg+xml",
+                headers=("ETag",),
+            ),
+            304: Reply("not modified"),
+        },
         params=(_IF_NONE_MATCH,),
         errors=_READ_ERRORS,
     ),
