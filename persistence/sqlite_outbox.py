@@ -33,17 +33,18 @@ from persistence.rows import canonical_id, iso_utc, json_object, utc_datetime
 log = logging.getLogger(__name__)
 
 # Timestamps are fixed-width ISO text (``iso_utc``), so text comparison is time order.
-_CLAIM = """
-UPDATE outbox_events SET attempts = attempts + 1, claimed_until = :lease
-WHERE id IN (
-    SELECT id FROM outbox_events
-    WHERE processed_at IS NULL AND parked_at IS NULL
-      AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-      AND (claimed_until IS NULL OR claimed_until <= :now)
-    ORDER BY id LIMIT :limit
-)
-RETURNING id, org_id, diagram_id, type, payload, attempts, created_at
+_DUE = """
+SELECT id FROM outbox_events
+WHERE processed_at IS NULL AND parked_at IS NULL
+  AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+  AND (claimed_until IS NULL OR claimed_until <= :now)
+ORDER BY id LIMIT :limit
 """
+_CLAIM = f"""
+UPDATE outbox_events SET attempts = attempts + 1, claimed_until = :lease
+WHERE id IN ({_DUE})
+RETURNING id, org_id, diagram_id, type, payload, attempts, created_at
+"""  # noqa: S608 - a constant subquery
 # The claim that returned the event must still be the latest one: a processor whose
 # lease ran out must not reschedule or park an event another processor now holds.
 _RELEASE = """
@@ -118,6 +119,16 @@ class SqliteOutbox:
             "lease": iso_utc(now + timedelta(seconds=lease_s)),
             "limit": limit,
         }
+        # An idle processor polls often: look without the write lock first, so polling
+        # an empty outbox never makes the store's writes wait.
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreUnavailable("the SQLite outbox is not open")
+            with _sqlite_errors():
+                due = await conn.execute_fetchall(_DUE, {**params, "limit": 1})
+        if not due:
+            return []
         async with self._transaction() as conn:
             rows = await conn.execute_fetchall(_CLAIM, params)
         # RETURNING gives no order; callers get the oldest first.
