@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -31,6 +31,12 @@ class RedisUpdateLog:
         self._redis = client
         self._prefix = prefix
         self._appends = GroupCommit(self._write)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._appends.drain()  # before the caller closes the client
 
     def _key(self, room: str) -> str:
         return f"{self._prefix}{room}"

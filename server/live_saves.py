@@ -1,22 +1,30 @@
-"""A REST save into a diagram whose room is live: folded into the live document.
+"""A REST save of new XML into a diagram that has a CRDT document: folded into it.
 
-The saved XML becomes version N+1 as sent, and the same change is folded into the
-room's document as a minimal set of CRDT changes, so editors see it live and keep
-their concurrent work on everything the save did not change. The fold is based
-on the CRDT state of the version the save was based on, so only what the saver
-changed is written.
+The saved XML becomes version N+1 as sent. Its CRDT state is version N's state with
+the save folded in as a minimal set of changes (elements added, removed, attributes
+changed), so element identities stay and clients holding the document never need
+to reload, and the state stays exactly what the XML says: a version's state always
+renders to its XML.
+
+When a room is open on this worker, the very same update is applied to the live
+document once the save won: editors see it live and keep their concurrent work,
+and the room rebases on N+1. Their work that no version holds yet stays pending
+(in the room and the update log, after the position version N+1 records) and goes
+into the next live version. A diagram without a CRDT state yet (never opened live)
+stores the XML as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc
 
 from bpmn.diff import fold
 from bpmn.document import read
-from bpmn.model import BpmnModel
 from bpmn.parse import parse
-from core.errors import VersionNotFound
 from rooms.room import Room
 from server.documents import doc_from_state, room_key
 from server.services import Services
@@ -24,44 +32,44 @@ from server.services import Services
 
 @dataclass(frozen=True, slots=True)
 class PreparedFold:
-    room: Room
     key: str
-    model: BpmnModel
-    base: BpmnModel | None
-    state: bytes  # the live document with the save folded in, stored with the new version
+    state: bytes  # version N's state with the save folded in, stored with N+1
+    update: bytes  # the fold itself, as one update on top of version N's state
+    log_position: str | None  # what N's state includes of the update log; so does N+1's
 
 
 async def prepare_fold(
     services: Services, org_id: str, diagram_id: str, expected_version: int, xml: bytes
 ) -> PreparedFold | None:
-    """The fold of ``xml`` into the diagram's live room, or None when no room is live
+    """The fold of ``xml`` into the diagram's document, or None when it has none yet
     (or the save is already stale: the store will answer 409)."""
     record = await services.store.get(org_id, diagram_id)
-    if record.summary.version != expected_version:
-        return None
-    key = room_key(org_id, diagram_id, record.crdt_epoch)
-    room = services.rooms.room(key)
-    if room is None:
+    if record.summary.version != expected_version or record.crdt_state is None:
         return None
     model = await asyncio.to_thread(parse, xml, **services.limits.xml_limits())
-    try:
-        base_state = (
-            await services.store.get_version(org_id, diagram_id, expected_version)
-        ).crdt_state
-    except VersionNotFound:
-        base_state = None
-    base = read(doc_from_state(base_state)) if base_state is not None else None
-    # Fold into a copy first: the live document changes only once the save has won.
-    copy = doc_from_state(room.doc.get_update())
-    fold(copy, model, base=base)
-    return PreparedFold(room=room, key=key, model=model, base=base, state=copy.get_update())
+    doc = doc_from_state(record.crdt_state)
+    before = doc.get_state()
+    fold(doc, model, base=read(doc))
+    return PreparedFold(
+        key=room_key(org_id, diagram_id, record.crdt_epoch),
+        state=doc.get_update(),
+        update=doc.get_update(before),
+        log_position=record.log_position,
+    )
 
 
 async def apply_fold(
     services: Services, prepared: PreparedFold, *, version: int, user_id: str
 ) -> None:
-    """After the save committed as ``version``: fold it into the live document."""
-    services.snapshots.rebased(prepared.key, version=version, state=prepared.state)
-    await prepared.room.change(
-        lambda doc: fold(doc, prepared.model, base=prepared.base), user_id=user_id
+    """After the save committed as ``version``: the live room, if open here, takes it."""
+    room: Room | None = services.rooms.room(prepared.key)
+    if room is None:
+        return  # a room opening later starts from version N+1
+    services.snapshots.rebased(
+        prepared.key, version=version, state=prepared.state, log_position=prepared.log_position
     )
+    await room.change(lambda doc: _apply(doc, prepared.update), user_id=user_id)
+
+
+def _apply(doc: Doc[Any], update: bytes) -> None:
+    doc.apply_update(update)

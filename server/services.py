@@ -12,22 +12,29 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
+from pycrdt import Doc
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from persistence.folder_blobs import FolderBlobStore
 from persistence.models import Principal
 from persistence.ports import BlobStore, DiagramStore
+from persistence.redis_update_log import RedisUpdateLog
+from persistence.sqlite_update_log import SqliteUpdateLog
+from persistence.update_log import UpdateLog
 from rooms.limits import Limits
 from rooms.registry import RoomRegistry
 from server.auth import load_or_create_secret
 from server.documents import DocumentLoader
+from server.journal import Journal
 from server.list_cache import ListCache, NullListCache, RedisListCache
+from server.outbox import OutboxProcessor, open_outbox
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.settings import LimitSettings, Settings, WsSettings
-from server.snapshots import Snapshotter
+from server.snapshots import LiveDoc, Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +59,12 @@ class Services:
     ws: WsSettings
     rooms: RoomRegistry
     snapshots: Snapshotter
+    update_log: UpdateLog
+    journal: Journal
     auth_leeway_s: int
     redis: aioredis.Redis | None = None
     _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    outbox: OutboxProcessor | None = None
 
     async def remember_principal(self, principal: Principal) -> None:
         """Record a caller's org and user once per process, not on every request."""
@@ -107,33 +117,65 @@ async def open_services(
             if redis_client is not None
             else NullListCache()
         )
+        update_log: UpdateLog
+        if redis_client is not None:
+            update_log = await stack.enter_async_context(RedisUpdateLog(redis_client))
+        else:
+            update_log = await stack.enter_async_context(SqliteUpdateLog(settings.update_log_path))
         snapshots = await stack.enter_async_context(
             Snapshotter(
                 store,
                 blobs,
+                update_log,
                 idle_s=settings.snapshot.idle_s,
                 max_interval_s=settings.snapshot.max_interval_s,
+                conflict_attempts=settings.snapshot.conflict_attempts,
+                xml_limits=limits.xml_limits(),
             )
         )
+        # The outbox processor (thumbnails). Its outbox is the settings' database, so a
+        # store swapped in by a test, on a database of its own, gets no processor.
+        outbox = (
+            await stack.enter_async_context(
+                open_outbox(settings, store, blobs, on_thumbnail=list_cache.invalidate)
+            )
+            if settings.outbox.enabled and overrides.store is None
+            else None
+        )
+        journal = Journal(update_log, snapshots)
         loader = DocumentLoader(
             store,
             blobs,
+            update_log,
             xml_limits=limits.xml_limits(),
-            on_loaded=lambda key, version, state: snapshots.loaded(
-                key, version=version, state=state
+            on_loaded=lambda opened: snapshots.loaded(
+                opened.key,
+                version=opened.version,
+                state=opened.state,
+                log_position=opened.log_position,
+                replayed=opened.replayed > 0,
             ),
         )
+
+        async def unloaded(key: str, doc: Doc[Any]) -> None:
+            try:
+                await snapshots.unloaded(key, doc)
+            finally:
+                journal.forget(key)
+
         # Entered after the snapshotter, so it closes first: unloading rooms at shutdown
         # takes their final snapshots while the snapshotter still runs.
         rooms = await stack.enter_async_context(
             RoomRegistry(
                 loader,
                 limits=room_limits(settings.ws),
-                on_update=snapshots.updated,
-                on_unload=snapshots.unloaded,
+                on_update=journal.accepted,
+                on_unload=unloaded,
             )
         )
-        snapshots.attach(lambda key: room.doc if (room := rooms.room(key)) else None)
+        snapshots.attach(
+            lambda key: LiveDoc(room.doc, room.change) if (room := rooms.room(key)) else None
+        )
         secret = overrides.jwt_secret or load_or_create_secret(
             settings.auth.jwt_secret, settings.server.data_dir
         )
@@ -147,8 +189,11 @@ async def open_services(
             ws=settings.ws,
             rooms=rooms,
             snapshots=snapshots,
+            update_log=update_log,
+            journal=journal,
             auth_leeway_s=settings.auth.leeway_s,
             redis=redis_client,
+            outbox=outbox,
         )
 
 

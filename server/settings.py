@@ -140,6 +140,8 @@ class SnapshotSettings(BaseSettings):
 
     idle_s: float = Field(2.0, gt=0, le=3600)
     max_interval_s: float = Field(30.0, gt=0, le=24 * 3600)
+    # Refresh-fold-retry rounds when other writes keep moving the version.
+    conflict_attempts: int = Field(5, ge=1, le=100)
 
 
 class OutboxSettings(BaseSettings):
@@ -205,6 +207,12 @@ class Settings(BaseSettings):
     @property
     def blob_folder(self) -> Path:
         return self.server.data_dir / "blobs"
+
+    @property
+    def update_log_path(self) -> Path:
+        """The rooms' update log without Redis: a SQLite file of its own, so appends
+        never wait for the store's write lock."""
+        return self.server.data_dir / "update-log.db"
 
     @property
     def uses_postgres(self) -> bool:

@@ -3,51 +3,81 @@
 Per room: a snapshot after changes stop for ``idle_s``, at most ``max_interval_s``
 apart while they go on, and when the room unloads. A snapshot renders the
 document to BPMN XML and writes version N+1 through the store's one optimistic
-save (XML, CRDT state, element count, metadata, version row, outbox event), so
-it obeys exactly the rule a REST save does. A room that received no update
-writes nothing, nor does a snapshot whose XML equals the stored XML.
+save (XML, CRDT state, element count, metadata, log position, version row, outbox
+event), so it obeys exactly the rule a REST save does, and the database sees at
+most one write per room per ``idle_s`` whatever the typing rate. A room that
+received no update writes nothing, nor does a snapshot whose XML equals the
+stored XML.
 
-On a version conflict the snapshotter refreshes: if the other write left the
-document alone (a title-only save) it rebases and retries; if it replaced the
-document (new epoch) this room is superseded and gives up, logged and counted.
-Folding REST saves into live rooms, and the durable update log that makes a
-crash lose nothing, come next (see the versions issue).
+Each version records the update-log position its state includes (the last entry
+appended before the state was taken: entries are applied before they are
+appended, so every entry up to it is in the document). Once the version commits,
+the log is trimmed up to that position.
+
+On a version conflict the snapshotter refreshes: the other write's content is
+folded into the live document (editors see it, and keep their work), the room
+rebases on that version and the snapshot is tried again, a bounded number of
+times; then it gives up, logged and counted, and the log keeps the updates. A
+failing store (the database down) is retried with backoff; nothing is lost
+meanwhile, the update log holds every accepted update.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from pycrdt import Doc
 
+from bpmn.diff import fold
 from bpmn.document import read
+from bpmn.model import BpmnModel
+from bpmn.parse import parse
 from bpmn.render import render
 from bpmn.summary import summary
 from core.errors import VersionConflict
 from persistence.content import read_xml
-from persistence.models import NewContent
+from persistence.models import DiagramRecord, NewContent
 from persistence.ports import BlobStore, DiagramStore
-from server.documents import parse_room_key
+from persistence.update_log import UpdateLog, later
+from server.documents import doc_from_state, parse_room_key
 
 log = logging.getLogger(__name__)
 
-_ATTEMPTS = 3
 LIVE_EDIT_MESSAGE = "live edit"
+_RETRY_BASE_S = 0.5
+_UNLOAD_RETRIES = 12
 
-DocLookup = Callable[[str], "Doc[Any] | None"]
+Edit = Callable[[Doc[Any]], object]
+#: ``change(edit)`` runs ``edit`` on the live document as a server change (broadcast, logged).
+Change = Callable[[Edit], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDoc:
+    """What the snapshotter needs of an open room: its document and how to change it."""
+
+    doc: Doc[Any]
+    change: Change
+
+
+RoomLookup = Callable[[str], LiveDoc | None]
 
 
 @dataclass
 class _Live:
     base_version: int
     stored_state: bytes | None
+    log_position: str | None = None
     editors: set[str] = field(default_factory=set)
+    recovered: bool = False  # holds updates replayed from the log, of unknown editors
     first_change_at: float | None = None
+    failures: int = 0
     timer: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -57,8 +87,10 @@ class SnapshotMetrics:
     written: int = 0
     unchanged: int = 0
     conflicts: int = 0
+    folded: int = 0
     gave_up: int = 0
     failed: int = 0
+    trim_failures: int = 0
 
 
 class Snapshotter:
@@ -66,19 +98,27 @@ class Snapshotter:
         self,
         store: DiagramStore,
         blobs: BlobStore,
+        log: UpdateLog,
         *,
         idle_s: float,
         max_interval_s: float,
+        conflict_attempts: int = 5,
+        xml_limits: dict[str, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._blobs = blobs
+        self._log = log
         self._idle_s = idle_s
         self._max_interval_s = max_interval_s
+        self._attempts = conflict_attempts
+        self._xml_limits = xml_limits or {}
         self._clock = clock
         self._live: dict[str, _Live] = {}
-        self._docs: DocLookup = lambda key: None
+        self._unload_retries: dict[str, asyncio.Task[None]] = {}
+        self._rooms: RoomLookup = lambda key: None
         self._tasks: asyncio.TaskGroup | None = None
+        self._closing = False
         self.metrics = SnapshotMetrics()
 
     async def __aenter__(self) -> Self:
@@ -87,43 +127,82 @@ class Snapshotter:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        self._closing = True
         for live in self._live.values():
             if live.timer is not None:
                 live.timer.cancel()
+        for retry in self._unload_retries.values():
+            retry.cancel()
         assert self._tasks is not None
         await self._tasks.__aexit__(None, None, None)
 
-    def attach(self, docs: DocLookup) -> None:
+    def attach(self, rooms: RoomLookup) -> None:
         """Where to find a room's document when its timer fires (the room registry)."""
-        self._docs = docs
+        self._rooms = rooms
+
+    def position(self, key: str) -> str | None:
+        """The update-log position the room's document includes."""
+        live = self._live.get(key)
+        return None if live is None else live.log_position
 
     # --- hooks ---------------------------------------------------------------------------------
 
-    def loaded(self, key: str, *, version: int, state: bytes | None) -> None:
-        """A room opened from ``version`` of its diagram."""
-        self._live[key] = _Live(base_version=version, stored_state=state)
+    def loaded(
+        self,
+        key: str,
+        *,
+        version: int,
+        state: bytes | None,
+        log_position: str | None = None,
+        replayed: bool = False,
+    ) -> None:
+        """A room opened from ``version`` of its diagram, plus the log up to ``log_position``.
 
-    def rebased(self, key: str, *, version: int, state: bytes) -> None:
+        ``replayed``: the log held updates no version has (a crash, a failed snapshot);
+        they get their version after ``idle_s``, like fresh edits.
+        """
+        retry = self._unload_retries.pop(key, None)
+        if retry is not None:
+            retry.cancel()  # the new room holds everything the unloaded one did
+        live = _Live(base_version=version, stored_state=state, log_position=log_position)
+        self._live[key] = live
+        if replayed:
+            live.recovered = True
+            self._schedule(key, live)
+
+    def rebased(
+        self, key: str, *, version: int, state: bytes, log_position: str | None = None
+    ) -> None:
         """A REST save was folded into the room as ``version``: later snapshots build on it."""
         live = self._live.get(key)
         if live is not None:
             live.base_version, live.stored_state = version, state
+            live.log_position = later(live.log_position, log_position)
 
-    async def updated(self, key: str, update: bytes, user_id: str | None) -> None:
+    async def updated(self, key: str, user_id: str | None, position: str | None) -> None:
+        """The room applied an update (logged at ``position``, or not logged: ``None``)."""
         live = self._live.get(key)
         if live is None:
             return
         if user_id is not None:
             live.editors.add(user_id)
+        live.log_position = later(live.log_position, position)
+        self._schedule(key, live)
+
+    def _schedule(self, key: str, live: _Live) -> None:
         now = self._clock()
         if live.first_change_at is None:
             live.first_change_at = now
         # Debounce: wait for a pause, but never past max_interval_s after the first change.
         deadline = live.first_change_at + self._max_interval_s
         delay = max(0.0, min(self._idle_s, deadline - now))
+        self._arm(key, live, delay)
+
+    def _arm(self, key: str, live: _Live, delay: float) -> None:
         if live.timer is not None:
             live.timer.cancel()
-        assert self._tasks is not None
+        if self._tasks is None or self._closing:
+            return
         live.timer = self._tasks.create_task(self._after(key, delay))
 
     async def unloaded(self, key: str, doc: Doc[Any]) -> None:
@@ -133,57 +212,105 @@ class Snapshotter:
         if live.timer is not None:
             live.timer.cancel()
         try:
-            await self.snapshot(key, doc)
+            await self._snapshot(key, live, LiveDoc(doc, _direct_change(doc)))
+        except Exception:
+            self.metrics.failed += 1
+            if self._closing or self._tasks is None:
+                raise
+            log.warning("snapshot of unloaded room %s failed; retrying", key, exc_info=True)
+            self._unload_retries[key] = self._tasks.create_task(
+                self._retry_unloaded(key, live, doc)
+            )
         finally:
-            self._live.pop(key, None)
+            if self._live.get(key) is live:
+                del self._live[key]
+
+    async def _retry_unloaded(self, key: str, live: _Live, doc: Doc[Any]) -> None:
+        # The room is gone but its last edits are only in its log: keep trying to write
+        # them while the store is down. A room opened again meanwhile cancels this.
+        try:
+            for attempt in range(_UNLOAD_RETRIES):
+                await asyncio.sleep(_backoff(attempt, cap=self._max_interval_s))
+                try:
+                    await self._snapshot(key, live, LiveDoc(doc, _direct_change(doc)))
+                    return
+                except Exception:
+                    self.metrics.failed += 1
+                    log.warning("snapshot of unloaded room %s failed again", key, exc_info=True)
+            self._give_up(key, "the store stayed unavailable; the update log keeps the edits")
+        finally:
+            if self._unload_retries.get(key) is asyncio.current_task():
+                del self._unload_retries[key]
 
     # --- snapshots -----------------------------------------------------------------------------
 
     async def _after(self, key: str, delay: float) -> None:
         await asyncio.sleep(delay)
         live = self._live.get(key)
-        doc = self._docs(key)
-        if live is None or doc is None:
+        room = self._rooms(key)
+        if live is None or room is None:
             return
         live.timer = None
         try:
-            await self.snapshot(key, doc)
+            await self._snapshot(key, live, room)
+            live.failures = 0
         except Exception:
             self.metrics.failed += 1
-            log.exception("snapshot of %s failed; the room keeps its edits", key)
+            live.failures += 1
+            delay = _backoff(live.failures, cap=self._max_interval_s)
+            log.warning(
+                "snapshot of %s failed (%d in a row); retrying in %.1f s, the room keeps its "
+                "edits and the update log holds them",
+                key,
+                live.failures,
+                delay,
+                exc_info=True,
+            )
+            self._arm(key, live, delay)
 
-    async def snapshot(self, key: str, doc: Doc[Any]) -> None:
-        live = self._live.get(key)
-        if live is None or live.first_change_at is None:
+    async def _snapshot(self, key: str, live: _Live, room: LiveDoc) -> None:
+        if live.first_change_at is None:
             return  # no update since the last version: opening a diagram never makes one
         async with live.lock:
             if live.first_change_at is None:
                 return
-            editors, live.editors, live.first_change_at = live.editors, set(), None
-            model = read(doc)
-            state = doc.get_update()
-            xml = await asyncio.to_thread(render, model)
-            await self._write(key, live, xml, state, summary(model).element_count, editors)
+            editors, started, recovered = live.editors, live.first_change_at, live.recovered
+            live.editors, live.first_change_at, live.recovered = set(), None, False
+            try:
+                await self._write(key, live, room, editors, recovered=recovered)
+            except BaseException:
+                # Not written: the changes are still pending, by the same editors.
+                live.editors |= editors
+                live.recovered |= recovered
+                if live.first_change_at is None:
+                    live.first_change_at = started
+                raise
 
     async def _write(
-        self, key: str, live: _Live, xml: bytes, state: bytes, elements: int, editors: set[str]
+        self, key: str, live: _Live, room: LiveDoc, editors: set[str], *, recovered: bool
     ) -> None:
         org_id, diagram_id, epoch = parse_room_key(key)
-        for _ in range(_ATTEMPTS):
+        for _ in range(self._attempts):
+            # Position first, then the state: every entry up to the position is in it.
+            position = live.log_position
+            state = room.doc.get_update()
+            model = read(room.doc)
+            xml = await asyncio.to_thread(render, model)
             current = await self._store.get(org_id, diagram_id)
             if current.crdt_epoch != epoch:
                 self._give_up(key, "the document was reset by another write")
                 return
             if current.summary.version != live.base_version:
                 self.metrics.conflicts += 1
-                if current.crdt_state != live.stored_state:
-                    self._give_up(key, f"version {current.summary.version} replaced the document")
-                    return
-                live.base_version = current.summary.version  # e.g. a title-only save: rebase
-            if await read_xml(self._blobs, current.xml) == xml:
+                await self._fold_in(current, live, room)
+                continue  # render again, with the other write folded in
+            if await self._unchanged(current, live, model, xml):
                 self.metrics.unchanged += 1
                 return
             author = sorted(editors)[0] if editors else "live"
+            metadata: dict[str, object] = {"source": "live", "editors": sorted(editors)}
+            if recovered:
+                metadata["recovered"] = True  # updates replayed from the log after a restart
             try:
                 saved = await self._store.save(
                     org_id,
@@ -192,9 +319,10 @@ class Snapshotter:
                     author=author,
                     content=NewContent(
                         xml=xml,
-                        element_count=elements,
+                        element_count=summary(model).element_count,
                         crdt_state=state,
-                        metadata={"source": "live", "editors": sorted(editors)},
+                        metadata=metadata,
+                        log_position=position,
                     ),
                     message=LIVE_EDIT_MESSAGE,
                 )
@@ -202,9 +330,71 @@ class Snapshotter:
                 continue  # someone wrote between our read and our save: look again
             live.base_version, live.stored_state = saved.summary.version, state
             self.metrics.written += 1
+            if position is not None:
+                await self._trim(key, position)
             return
-        self._give_up(key, "the version kept moving")
+        self._give_up(key, f"the version kept moving ({self._attempts} tries)")
+
+    async def _unchanged(
+        self, current: DiagramRecord, live: _Live, model: BpmnModel, xml: bytes
+    ) -> bool:
+        if await read_xml(self._blobs, current.xml) == xml:
+            return True
+        # A REST save stores its XML as sent, so bytes differ from our rendering even when
+        # the room holds exactly that version (a save folded into it): compare the models.
+        if live.stored_state is None:
+            return False
+        stored = read(doc_from_state(live.stored_state))
+        return _content(stored) == _content(model)
+
+    async def _fold_in(self, current: DiagramRecord, live: _Live, room: LiveDoc) -> None:
+        """Bring a version written by someone else into the live document, and rebase on it."""
+        if current.crdt_state is not None and current.crdt_state == live.stored_state:
+            live.base_version = current.summary.version  # e.g. a title-only save
+            return
+        if current.crdt_state is not None:
+            theirs = read(doc_from_state(current.crdt_state))
+        else:
+            xml = await read_xml(self._blobs, current.xml)
+            theirs = await asyncio.to_thread(parse, xml, **self._xml_limits)
+        base = read(doc_from_state(live.stored_state)) if live.stored_state is not None else None
+        await room.change(lambda doc: _fold(doc, theirs, base))
+        self.metrics.folded += 1
+        live.base_version, live.stored_state = current.summary.version, current.crdt_state
+        live.log_position = later(live.log_position, current.log_position)
+
+    async def _trim(self, key: str, position: str) -> None:
+        try:
+            await self._log.trim(key, position)
+        except Exception:
+            # Harmless: the entries are replayed (idempotently) and trimmed next time.
+            self.metrics.trim_failures += 1
+            log.warning("could not trim the update log of %s", key, exc_info=True)
 
     def _give_up(self, key: str, why: str) -> None:
         self.metrics.gave_up += 1
         log.warning("snapshot of %s not written: %s", key, why)
+
+
+def _fold(doc: Doc[Any], theirs: BpmnModel, base: BpmnModel | None) -> None:
+    fold(doc, theirs, base=base)
+
+
+def _content(model: BpmnModel) -> tuple[object, ...]:
+    # Everything a rendering depends on; parse warnings are not content.
+    return (model.tag, model.definitions, model.namespaces, model.elements, model.di, model.raw)
+
+
+def _direct_change(doc: Doc[Any]) -> Change:
+    # An unloaded room has no clients and no log hook: change its document directly.
+    async def change(edit: Edit) -> object:
+        with doc.transaction():
+            return edit(doc)
+
+    return change
+
+
+def _backoff(attempt: int, *, cap: float) -> float:
+    """Exponential backoff with jitter (half to all of the step), at most ``cap`` seconds."""
+    ceiling: float = min(cap, _RETRY_BASE_S * 2 ** min(attempt, 16))
+    return random.uniform(ceiling / 2, ceiling)

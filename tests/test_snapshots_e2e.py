@@ -19,6 +19,7 @@ from tests.samples import REFERENCE
 from tests.test_ws_e2e import expect_refusal, name_of, new_diagram, org_of, rename, task_ids
 
 A_2_0 = (REFERENCE / "A.2.0.bpmn").read_bytes()
+A_1_0 = (REFERENCE / "A.1.0.bpmn").read_bytes()
 XML = {"Content-Type": "application/xml"}
 
 
@@ -198,20 +199,31 @@ async def test_a_rest_save_into_a_live_room_is_folded_and_keeps_editors_work(
             assert {"Editor's name", "Renamed over REST", "Concurrent live edit"} <= names
 
 
-async def test_a_rest_save_while_no_room_is_live_resets_the_document(tmp_path: Path) -> None:
+async def test_a_rest_save_while_no_room_is_live_is_folded_into_the_stored_document(
+    tmp_path: Path,
+) -> None:
     async with run_server(settings_for(tmp_path, idle_s=0.1)) as live, live.user_client() as client:
         diagram_id = await new_diagram(client)
         url, old_token = await room_token(client, diagram_id)
         async with joined(url, diagram_id, old_token) as peer:
-            assert task_ids(peer)  # the room stored the document's first CRDT state
+            kept = task_ids(peer)[0]  # the room stored the document's first CRDT state
+            held = peer.doc.get_update()
         await wait_unloaded(live, client, diagram_id)
         saved = await client.put(
-            f"/api/diagrams/{diagram_id}", content=A_2_0, headers={**XML, "If-Match": '"1"'}
+            f"/api/diagrams/{diagram_id}", content=A_1_0, headers={**XML, "If-Match": '"1"'}
         )
         assert saved.status_code == 200, saved.text
-        # New XML with no live document to fold into is a new document: old holders reload.
-        await expect_refusal(url, diagram_id, old_token, 4409)
-        _, new_token = await room_token(client, diagram_id)
-        async with joined(url, diagram_id, new_token) as fresh:
-            assert fresh.synced.is_set()
-            assert fresh.close_code is None
+        # Folded, not rebuilt: the document keeps its identities, so a client holding the old
+        # one (same epoch, same token) syncs on without duplicating anything.
+        expected = {el.get("id") for el in etree.fromstring(A_1_0).iter() if el.get("id")}
+        async with joined(url, diagram_id, old_token) as again:
+            again.doc.apply_update(held)  # what a client that was away brings back
+            tasks = task_ids(again)
+            assert kept not in tasks and tasks and set(tasks) <= expected
+            await again.edit(rename(tasks[0], "still mine"))
+            assert again.close_code is None
+        await eventually(lambda: _at_version(client, diagram_id, 3))
+        xml = (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+        ids = [el.get("id") for el in etree.fromstring(xml).iter() if el.get("id")]
+        assert len(ids) == len(set(ids)) and set(ids) == expected  # nothing duplicated
+        assert "still mine" in names_in(xml)

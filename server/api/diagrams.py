@@ -187,7 +187,7 @@ async def _write_version(
             services, principal.org_id, diagram_id, expected_version, content.xml
         )
         if live is not None:
-            content = replace(content, crdt_state=live.state)
+            content = replace(content, crdt_state=live.state, log_position=live.log_position)
     record = await services.store.save(
         principal.org_id,
         diagram_id,
