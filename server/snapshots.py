@@ -78,6 +78,7 @@ class _Live:
     recovered: bool = False  # holds updates replayed from the log, of unknown editors
     first_change_at: float | None = None
     failures: int = 0
+    retry_at: float | None = None  # after a failure: no attempt before this, however busy
     timer: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -196,6 +197,9 @@ class Snapshotter:
         # Debounce: wait for a pause, but never past max_interval_s after the first change.
         deadline = live.first_change_at + self._max_interval_s
         delay = max(0.0, min(self._idle_s, deadline - now))
+        if live.retry_at is not None:
+            # The store failed: typing must not turn the backoff into a retry per keystroke.
+            delay = max(delay, live.retry_at - now)
         self._arm(key, live, delay)
 
     def _arm(self, key: str, live: _Live, delay: float) -> None:
@@ -253,11 +257,12 @@ class Snapshotter:
         live.timer = None
         try:
             await self._snapshot(key, live, room)
-            live.failures = 0
+            live.failures, live.retry_at = 0, None
         except Exception:
             self.metrics.failed += 1
             live.failures += 1
             delay = _backoff(live.failures, cap=self._max_interval_s)
+            live.retry_at = self._clock() + delay
             log.warning(
                 "snapshot of %s failed (%d in a row); retrying in %.1f s, the room keeps its "
                 "edits and the update log holds them",
