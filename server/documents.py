@@ -74,6 +74,14 @@ class DocumentLoader:
         self._xml_limits = xml_limits
 
     async def __call__(self, key: str) -> Doc[Any]:
+        """The document of the room ``key`` (the registry's loader); tells ``on_loaded``."""
+        doc, opened = await self.open(key)
+        if self._on_loaded is not None:
+            self._on_loaded(opened)
+        return doc
+
+    async def open(self, key: str) -> tuple[Doc[Any], Opened]:
+        """The room's document and where it came from, without telling anyone."""
         org_id, diagram_id, epoch = parse_room_key(key)
         for attempt in range(_LOAD_ATTEMPTS):
             record = await self._store.get(org_id, diagram_id)
@@ -99,7 +107,9 @@ class DocumentLoader:
             return await self._opened(key, record.summary.version, stored, record.log_position)
         raise Unavailable("the diagram changed repeatedly while its room opened; try again")
 
-    async def _opened(self, key: str, version: int, state: bytes, position: str | None) -> Doc[Any]:
+    async def _opened(
+        self, key: str, version: int, state: bytes, position: str | None
+    ) -> tuple[Doc[Any], Opened]:
         doc = doc_from_state(state)
         entries = await self._log.read_after(key, position)
         position = replay(doc, entries, position, key=key)
@@ -107,9 +117,7 @@ class DocumentLoader:
             log.info(
                 "room %s replayed %d logged updates after version %d", key, len(entries), version
             )
-        if self._on_loaded is not None:
-            self._on_loaded(Opened(key, version, state, position, len(entries)))
-        return doc
+        return doc, Opened(key, version, state, position, len(entries))
 
 
 def replay(doc: Doc[Any], entries: list[LogEntry], position: str | None, *, key: str) -> str | None:

@@ -33,6 +33,7 @@ from server.journal import Journal
 from server.list_cache import ListCache, NullListCache, RedisListCache
 from server.outbox import OutboxProcessor, open_outbox
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from server.recovery import recover_unsaved_rooms
 from server.settings import LimitSettings, Settings, WsSettings
 from server.snapshots import LiveDoc, Snapshotter
 
@@ -61,6 +62,7 @@ class Services:
     snapshots: Snapshotter
     update_log: UpdateLog
     journal: Journal
+    rooms_loader: DocumentLoader
     auth_leeway_s: int
     redis: aioredis.Redis | None = None
     _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
@@ -176,6 +178,7 @@ async def open_services(
         snapshots.attach(
             lambda key: LiveDoc(room.doc, room.change) if (room := rooms.room(key)) else None
         )
+        snapshots.run_in_background(recover_unsaved_rooms(update_log, loader, snapshots, rooms))
         secret = overrides.jwt_secret or load_or_create_secret(
             settings.auth.jwt_secret, settings.server.data_dir
         )
@@ -191,6 +194,7 @@ async def open_services(
             snapshots=snapshots,
             update_log=update_log,
             journal=journal,
+            rooms_loader=loader,
             auth_leeway_s=settings.auth.leeway_s,
             redis=redis_client,
             outbox=outbox,

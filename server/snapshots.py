@@ -28,7 +28,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -45,7 +45,7 @@ from persistence.content import read_xml
 from persistence.models import DiagramRecord, NewContent
 from persistence.ports import BlobStore, DiagramStore
 from persistence.update_log import UpdateLog, later
-from server.documents import doc_from_state, parse_room_key
+from server.documents import Opened, doc_from_state, parse_room_key
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,29 @@ class Snapshotter:
             if self._unload_retries.get(key) is asyncio.current_task():
                 del self._unload_retries[key]
 
+    async def recover(self, doc: Doc[Any], opened: Opened) -> bool:
+        """Write a version of a document rebuilt from the log, with no room open for it.
+        Returns whether it was written (or already stored); failures are logged."""
+        live = _Live(
+            base_version=opened.version,
+            stored_state=opened.state,
+            log_position=opened.log_position,
+            recovered=True,
+            first_change_at=self._clock(),
+        )
+        try:
+            await self._snapshot(opened.key, live, LiveDoc(doc, _direct_change(doc)))
+        except Exception:
+            self.metrics.failed += 1
+            log.warning("could not write the recovered room %s", opened.key, exc_info=True)
+            return False
+        return True
+
+    def run_in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run ``work`` in the snapshotter's task group (e.g. recovery at start)."""
+        assert self._tasks is not None
+        self._tasks.create_task(_logged(work))
+
     # --- snapshots -----------------------------------------------------------------------------
 
     async def _after(self, key: str, delay: float) -> None:
@@ -383,6 +406,13 @@ class Snapshotter:
 
 def _fold(doc: Doc[Any], theirs: BpmnModel, base: BpmnModel | None) -> None:
     fold(doc, theirs, base=base)
+
+
+async def _logged(work: Coroutine[Any, Any, object]) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("background work of the snapshotter failed")
 
 
 def _content(model: BpmnModel) -> tuple[object, ...]:

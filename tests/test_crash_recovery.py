@@ -130,3 +130,36 @@ async def test_kill_9_loses_no_accepted_update_with_redis_and_postgres(
     env = {"DATABASE_URL": postgres_dsn, "REDIS_URL": redis_url}
     async with server_process(tmp_path / "data", env) as server:
         await crash_and_recover(server)
+
+
+async def test_after_a_crash_unsaved_updates_become_a_version_without_any_client(
+    tmp_path: Path,
+) -> None:
+    async with server_process(tmp_path / "data") as server:
+        await server.start(**_NO_SNAPSHOTS)
+        async with server.client("ada") as client:
+            diagram_id = await new_diagram(client)
+            url, token = await room_token(client, diagram_id)
+        sent: list[str] = []
+        async with (
+            joined(url, diagram_id, token) as typist,
+            joined(url, diagram_id, token) as observer,
+        ):
+            parent = str(typist.elements[task_ids(typist)[0]]["parent"])
+            typing = asyncio.create_task(type_until_stopped(typist, parent, sent))
+            await observer.wait_for(lambda: len(typed(observer)) >= 20, timeout_s=30)
+            await server.kill()
+            accepted = typed(observer)
+            await typing
+
+        await server.start(**_QUICK_SNAPSHOTS)  # nobody reconnects
+        async with server.client("ada") as client:
+
+            async def in_xml() -> bool:
+                xml = (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+                return accepted <= names_in(xml)
+
+            await eventually(in_xml, timeout_s=20)
+            versions = (await client.get(f"/api/diagrams/{diagram_id}/versions")).json()["data"]
+            assert [v["rev"] for v in versions] == [2, 1]
+            assert versions[0]["metadata"]["recovered"] is True
