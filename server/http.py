@@ -153,3 +153,19 @@ def query_int(request: Request, name: str, *, default: int, low: int, high: int)
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}", parameter=name)
     return value
+
+
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"0", "false", "no", ""})
+
+
+def query_flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidInput(f"{name} must be 1 or 0 (true or false)", parameter=name)

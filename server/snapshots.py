@@ -141,6 +141,11 @@ class Snapshotter:
         """Where to find a room's document when its timer fires (the room registry)."""
         self._rooms = rooms
 
+    def pending(self, key: str) -> bool:
+        """Whether the room holds changes no version has yet."""
+        live = self._live.get(key)
+        return live is not None and live.first_change_at is not None
+
     def position(self, key: str) -> str | None:
         """The update-log position the room's document includes."""
         live = self._live.get(key)

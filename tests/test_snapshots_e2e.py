@@ -16,7 +16,7 @@ from server.settings import Settings
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
 from tests.fixtures.ypeer import joined, room_token
 from tests.samples import REFERENCE
-from tests.test_ws_e2e import expect_refusal, name_of, new_diagram, org_of, rename, task_ids
+from tests.test_ws_e2e import name_of, new_diagram, org_of, rename, task_ids
 
 A_2_0 = (REFERENCE / "A.2.0.bpmn").read_bytes()
 A_1_0 = (REFERENCE / "A.1.0.bpmn").read_bytes()
@@ -227,3 +227,31 @@ async def test_a_rest_save_while_no_room_is_live_is_folded_into_the_stored_docum
         ids = [el.get("id") for el in etree.fromstring(xml).iter() if el.get("id")]
         assert len(ids) == len(set(ids)) and set(ids) == expected  # nothing duplicated
         assert "still mine" in names_in(xml)
+
+
+async def test_fresh_xml_holds_live_changes_no_version_has_yet(tmp_path: Path) -> None:
+    async with run_server(settings_for(tmp_path, idle_s=600)) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        xml_url = f"/api/diagrams/{diagram_id}/xml"
+        stored = (await client.get(xml_url)).content
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as peer:
+            # Nothing pending: the stored bytes, as they are.
+            assert (await client.get(xml_url, params={"fresh": "1"})).content == stored
+            await peer.edit(rename(task_ids(peer)[0], "Not in a version yet"))
+            await peer.wait_for(lambda: True)
+
+            async def fresh_has_it() -> bool:
+                answer = await client.get(xml_url, params={"fresh": "1"})
+                return "Not in a version yet" in names_in(answer.content)
+
+            await eventually(fresh_has_it)
+            fresh = await client.get(xml_url, params={"fresh": "true"})
+            assert fresh.headers["cache-control"] == "no-store"
+            assert fresh.headers["x-based-on-version"] == "1"
+            assert "etag" not in fresh.headers
+            plain = await client.get(xml_url)
+            assert plain.content == stored and plain.headers["etag"] == '"1"'
+            bad = await client.get(xml_url, params={"fresh": "maybe"})
+            assert bad.status_code == 422
+            assert bad.headers["content-type"].startswith("application/problem+json")

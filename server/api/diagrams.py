@@ -16,6 +16,7 @@ from persistence.content import open_xml, read_xml
 from persistence.models import NewContent, Principal
 from server.api.context import caller, writer
 from server.documents import room_key
+from server.fresh import fresh_xml
 from server.http import (
     JSON_TYPES,
     XML_TYPES,
@@ -24,6 +25,7 @@ from server.http import (
     not_modified,
     parse_etag_version,
     parse_json_body,
+    query_flag,
     query_int,
     read_body,
     require_media_type,
@@ -218,6 +220,20 @@ async def get_xml(request: Request) -> Response:
     diagram_id = request.path_params["diagram_id"]
     record = await services.store.get(principal.org_id, diagram_id)
     version = record.summary.version
+    disposition = f'attachment; filename="{diagram_id}.bpmn"'
+    if query_flag(request, "fresh"):
+        latest = await fresh_xml(services, record)
+        if latest is not None:
+            # Ahead of every version: no ETag of a version, and no caching.
+            return Response(
+                latest,
+                media_type="application/xml",
+                headers={
+                    "Cache-Control": "no-store",
+                    "X-Based-On-Version": str(version),
+                    "Content-Disposition": disposition,
+                },
+            )
     if not_modified(request, version):
         return Response(status_code=304, headers={"ETag": etag_for(version)})
     chunks = await open_xml(services.blobs, record.xml)
@@ -227,7 +243,7 @@ async def get_xml(request: Request) -> Response:
         headers={
             "ETag": etag_for(version),
             "Content-Length": str(record.xml.size),
-            "Content-Disposition": f'attachment; filename="{diagram_id}.bpmn"',
+            "Content-Disposition": disposition,
         },
     )
 

@@ -145,7 +145,8 @@ OPERATIONS: list[Operation] = [
                 "fresh",
                 "query",
                 {"type": "boolean", "default": False},
-                "render from the live room where one is open on this worker",
+                "the very latest: rendered from the live room open on this worker, or from the "
+                "stored document plus its update log, when they hold changes no version has",
             ),
         ),
         errors=_READ_ERRORS,
