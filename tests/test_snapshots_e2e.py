@@ -14,7 +14,7 @@ from rooms.protocol import QueryAwareness, encode_message
 from server.documents import room_key
 from server.settings import Settings
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
-from tests.fixtures.ypeer import joined, room_token
+from tests.fixtures.ypeer import YPeer, joined, room_token
 from tests.samples import REFERENCE
 from tests.test_ws_e2e import name_of, new_diagram, org_of, rename, task_ids
 
@@ -255,3 +255,44 @@ async def test_fresh_xml_holds_live_changes_no_version_has_yet(tmp_path: Path) -
             bad = await client.get(xml_url, params={"fresh": "maybe"})
             assert bad.status_code == 422
             assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_within_idle_s_plus_1_s_of_the_last_edit_a_version_holds_every_edit(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)  # the default idle_s
+    idle_s = settings.snapshot.idle_s
+    async with run_server(settings) as live, live.user_client() as client:
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with (
+            joined(url, diagram_id, token) as ann,
+            joined(url, diagram_id, token) as bob,
+            joined(url, diagram_id, token) as cat,
+        ):
+            tasks = task_ids(ann)
+            for round_ in range(3):
+                for n, (peer, who) in enumerate(((ann, "ann"), (bob, "bob"), (cat, "cat"))):
+                    await peer.edit(rename(tasks[(round_ + n) % len(tasks)], f"{who} {round_}"))
+
+            def names(peer: YPeer) -> list[str | None]:
+                return [name_of(peer, task) for task in tasks]
+
+            async def agreed() -> bool:
+                return names(ann) == names(bob) == names(cat)
+
+            await eventually(agreed)
+            final = {name for name in names(ann) if name is not None}
+            assert any(name.endswith(" 2") for name in final)
+
+            async def version_has_every_edit() -> bool:
+                xml = (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+                return final <= names_in(xml)
+
+            # The promise: a version within idle_s + 1 s after editing stops.
+            await eventually(version_has_every_edit, timeout_s=idle_s + 1)
+        revs = [
+            v["rev"]
+            for v in (await client.get(f"/api/diagrams/{diagram_id}/versions")).json()["data"]
+        ]
+        assert revs == list(range(revs[0], 0, -1)) and revs[0] >= 2
