@@ -587,9 +587,7 @@ async def test_new_xml_without_a_crdt_state_moves_the_epoch(store: Store, org: s
     assert again.crdt_epoch == 1
 
 
-async def test_a_save_records_the_log_position_its_state_includes(
-    store: Store, org: str
-) -> None:
+async def test_a_save_records_the_log_position_its_state_includes(store: Store, org: str) -> None:
     created = await create(store, org)
     diagram_id = created.summary.id
     assert created.log_position is None
