@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 from lxml import etree
 
+from persistence.models import NewContent
 from rooms.protocol import QueryAwareness, encode_message
 from server.documents import room_key
+from server.live_saves import prepare_fold
 from server.settings import Settings
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
 from tests.fixtures.ypeer import YPeer, joined, room_token
@@ -296,3 +298,42 @@ async def test_within_idle_s_plus_1_s_of_the_last_edit_a_version_holds_every_edi
             for v in (await client.get(f"/api/diagrams/{diagram_id}/versions")).json()["data"]
         ]
         assert revs == list(range(revs[0], 0, -1)) and revs[0] >= 2
+
+
+async def test_a_version_written_elsewhere_is_folded_into_the_room_by_the_snapshotter(
+    tmp_path: Path,
+) -> None:
+    # As if another worker took a REST save: stored, but never applied to this room.
+    async with (
+        run_server(settings_for(tmp_path, idle_s=0.3)) as live,
+        live.user_client(user="ada") as client,
+    ):
+        services = live.app.state.services
+        diagram_id = await new_diagram(client)
+        url, token = await room_token(client, diagram_id)
+        async with joined(url, diagram_id, token) as editor:
+            by_name = {name_of(editor, key): key for key in task_ids(editor)}
+            first, second = by_name["Task 1"], by_name["Task 2"]
+            elsewhere = A_2_0.replace(b'name="Task 2"', b'name="Saved elsewhere"')
+            prepared = await prepare_fold(services, org_of(client), diagram_id, 1, elsewhere)
+            assert prepared is not None
+            await services.store.save(
+                org_of(client),
+                diagram_id,
+                expected_version=1,
+                author="other-worker",
+                content=NewContent(
+                    xml=elsewhere,
+                    element_count=0,
+                    crdt_state=prepared.state,
+                    log_position=prepared.log_position,
+                ),
+            )
+            await editor.edit(rename(first, "Edited live"))
+
+            # The snapshotter meets version 2, folds it in (the editor sees it), writes 3.
+            await editor.wait_for(lambda: name_of(editor, second) == "Saved elsewhere")
+            await eventually(lambda: _at_version(client, diagram_id, 3))
+            xml = (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
+            assert {"Edited live", "Saved elsewhere"} <= names_in(xml)
+            assert services.snapshots.metrics.folded >= 1
