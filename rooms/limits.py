@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from core.errors import TooLarge, Unavailable
+from core.histogram import Histogram
 
 MIB = 1024 * 1024
 
@@ -115,6 +116,9 @@ class Metrics:
     hook_failures: int = 0
     joins_refused: int = 0
     clients_closed: Counter[int] = field(default_factory=Counter)  # by close code
+    # From an update's arrival to its broadcast to the room's local clients (log append
+    # included: nobody sees an update before it is durable).
+    fanout_seconds: Histogram = field(default_factory=Histogram)
 
 
 class RoomFull(Unavailable):

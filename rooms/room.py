@@ -257,6 +257,7 @@ class Room:
             client.offer(encode_message(AuthMessage(AUTH_PERMISSION_DENIED, READ_ONLY_REASON)))
 
     async def _apply_from(self, client: Client, update: bytes) -> None:
+        started = time.perf_counter()
         captured: list[bytes] = []
         error = None
         self._capture = captured
@@ -286,6 +287,7 @@ class Room:
                     await self._publish(change, client)
                 finally:
                     self._broadcast(encode_message(SyncUpdate(change)), exclude=client)
+                    self.metrics.fanout_seconds.observe(time.perf_counter() - started)
         if error is not None:
             client.close(CloseCode.MALFORMED, error)
 

@@ -41,6 +41,7 @@ from bpmn.parse import parse
 from bpmn.render import render
 from bpmn.summary import summary
 from core.errors import VersionConflict
+from core.histogram import Histogram
 from persistence.content import read_xml
 from persistence.models import DiagramRecord, NewContent
 from persistence.ports import BlobStore, DiagramStore
@@ -92,6 +93,7 @@ class SnapshotMetrics:
     gave_up: int = 0
     failed: int = 0
     trim_failures: int = 0
+    duration_seconds: Histogram = field(default_factory=Histogram)  # written snapshots
 
 
 class Snapshotter:
@@ -323,6 +325,7 @@ class Snapshotter:
         self, key: str, live: _Live, room: LiveDoc, editors: set[str], *, recovered: bool
     ) -> None:
         org_id, diagram_id, epoch = parse_room_key(key)
+        started = time.perf_counter()
         for _ in range(self._attempts):
             # Position first, then the state: every entry up to the position is in it.
             position = live.log_position
@@ -363,6 +366,7 @@ class Snapshotter:
                 continue  # someone wrote between our read and our save: look again
             live.base_version, live.stored_state = saved.summary.version, state
             self.metrics.written += 1
+            self.metrics.duration_seconds.observe(time.perf_counter() - started)
             if position is not None:
                 await self._trim(key, position)
             return
