@@ -32,6 +32,7 @@ from pycrdt import Doc
 from core.errors import CollabError, Unavailable
 from rooms.client import Client, CloseCode, Role, close_code_for
 from rooms.limits import Limits, Metrics, RoomClosed, RoomFull, TooManyRooms
+from rooms.protocol import AwarenessEntry
 from rooms.room import Room
 from rooms.transport import Transport
 
@@ -41,6 +42,10 @@ Loader = Callable[[str], Awaitable[Doc[Any]]]
 #: ``on_update(diagram_id, update, user_id)``, see :data:`rooms.room.UpdateHook`.
 PublishHook = Callable[[str, bytes, str | None], Awaitable[None]]
 UnloadHook = Callable[[str, Doc[Any]], Awaitable[None]]
+#: ``on_open(diagram_id, room)``: the room exists and is about to take its first client.
+OpenHook = Callable[[str, Room], Awaitable[None]]
+#: ``on_awareness(diagram_id, entries)``, see :data:`rooms.room.AwarenessHook`.
+ShareAwarenessHook = Callable[[str, list[AwarenessEntry]], None]
 
 
 class ShuttingDown(Unavailable):
@@ -93,6 +98,8 @@ class RoomRegistry:
         limits: Limits | None = None,
         on_update: PublishHook | None = None,
         on_unload: UnloadHook | None = None,
+        on_open: OpenHook | None = None,
+        on_awareness: ShareAwarenessHook | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -101,6 +108,8 @@ class RoomRegistry:
         self._loader = loader
         self._on_update = on_update
         self._on_unload = on_unload
+        self._on_open = on_open
+        self._on_awareness = on_awareness
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -254,16 +263,26 @@ class RoomRegistry:
                 entry.ready.set_exception(exc)
                 return
             on_update = None if self._on_update is None else partial(self._on_update, diagram_id)
+            on_awareness = (
+                None if self._on_awareness is None else partial(self._on_awareness, diagram_id)
+            )
             room = Room(
                 diagram_id,
                 doc,
                 limits=self.limits,
                 metrics=self.metrics,
                 on_update=on_update,
+                on_awareness=on_awareness,
                 clock=self._clock,
             )
             async with room:
                 entry.room = room
+                if self._on_open is not None:
+                    try:
+                        await self._on_open(diagram_id, room)
+                    except Exception:
+                        self.metrics.hook_failures += 1
+                        log.exception("on_open failed for room %s", diagram_id)
                 if entry.closing:
                     room.stop()
                 entry.ready.set_result(room)

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 #: and awaited before the change is broadcast: the server appends it to the room's durable
 #: update log there, so no client sees an update a crash could lose.
 UpdateHook = Callable[[bytes, str | None], Awaitable[None]]
+#: ``on_awareness(entries)``: awareness changes made by this room's own clients (not those
+#: applied from other workers, not expiries), for sharing with the same room elsewhere.
+AwarenessHook = Callable[[list[AwarenessEntry]], None]
 
 EMPTY_STATE_VECTOR: Final = b"\x00"
 EMPTY_UPDATE: Final = b"\x00\x00"
@@ -80,9 +83,11 @@ class Room:
         limits: Limits | None = None,
         metrics: Metrics | None = None,
         on_update: UpdateHook | None = None,
+        on_awareness: AwarenessHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.diagram_id = diagram_id
+        self._on_awareness = on_awareness
         self.doc = doc
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
@@ -176,7 +181,9 @@ class Room:
         if self._clients.pop(client, _ABSENT) is _ABSENT:
             return
         self._told_read_only.discard(client)
-        self._queue_awareness(self._awareness.remove_owner(client))
+        removed = self._awareness.remove_owner(client)
+        self._queue_awareness(removed)
+        self._share_awareness(removed)
 
     async def receive(self, client: Client, data: bytes) -> None:
         """Handle one message from ``client``; never raises for anything the client sent."""
@@ -221,6 +228,7 @@ class Room:
             case AwarenessMessage(payload):
                 accepted = self._awareness.apply(client, decode_awareness(payload))
                 self._queue_awareness(accepted)
+                self._share_awareness(accepted)
             case QueryAwareness():
                 states = self._awareness.states()
                 client.offer(encode_message(AwarenessMessage(encode_awareness(states))))
@@ -356,6 +364,25 @@ class Room:
                 client.offer(data)
 
     # --- awareness ----------------------------------------------------------------------------
+
+    def _share_awareness(self, entries: list[AwarenessEntry]) -> None:
+        if entries and self._on_awareness is not None:
+            self._on_awareness(entries)
+
+    def apply_remote_awareness(self, origin: str, payload: bytes) -> None:
+        """Apply awareness another worker's clients announced; relay it to the clients here.
+
+        Each remote client id is its own owner: a worker relays many clients, and the
+        per-connection limit is for connections. Remote states expire like local ones, so
+        those of a worker that died go away after the timeout. Raises ``InvalidInput``.
+        """
+        accepted: list[AwarenessEntry] = []
+        for entry in decode_awareness(payload):
+            accepted += self._awareness.apply(("remote", origin, entry.client_id), [entry])
+        self._queue_awareness(accepted)
+
+    def awareness_states(self) -> list[AwarenessEntry]:
+        return self._awareness.states()
 
     def _queue_awareness(self, entries: list[AwarenessEntry]) -> None:
         if not entries:

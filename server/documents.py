@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
 
@@ -28,6 +28,9 @@ from core.errors import DocumentReset, Unavailable, VersionConflict
 from persistence.content import read_xml
 from persistence.ports import BlobStore, DiagramStore
 from persistence.update_log import LogEntry, UpdateLog
+
+if TYPE_CHECKING:
+    from server.fanout import Fanout
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +69,31 @@ class DocumentLoader:
         *,
         xml_limits: dict[str, int],
         on_loaded: Callable[[Opened], None] | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self._on_loaded = on_loaded
+        self._fanout = fanout
         self._store = store
         self._blobs = blobs
         self._log = update_log
         self._xml_limits = xml_limits
 
     async def __call__(self, key: str) -> Doc[Any]:
-        """The document of the room ``key`` (the registry's loader); tells ``on_loaded``."""
-        doc, opened = await self.open(key)
+        """The document of the room ``key`` (the registry's loader); tells ``on_loaded``.
+
+        With other workers, the room's bus channel is subscribed *before* loading, so
+        whatever they publish meanwhile is applied once the document exists.
+        """
+        if self._fanout is not None:
+            await self._fanout.opening(key)
+        try:
+            doc, opened = await self.open(key)
+        except BaseException:
+            if self._fanout is not None:
+                await self._fanout.closed(key)
+            raise
+        if self._fanout is not None:
+            self._fanout.loaded(key, doc)
         if self._on_loaded is not None:
             self._on_loaded(opened)
         return doc

@@ -64,7 +64,10 @@ async def apply_fold(
     """After the save committed as ``version``: the live room, if open here, takes it."""
     room: Room | None = services.rooms.room(prepared.key)
     if room is None:
-        return  # a room opening later starts from version N+1
+        # Not open here; maybe on another worker: log and publish the fold for it. A room
+        # opening later starts from version N+1 anyway.
+        await services.journal.share(prepared.key, prepared.update)
+        return
     services.snapshots.rebased(
         prepared.key, version=version, state=prepared.state, log_position=prepared.log_position
     )

@@ -28,13 +28,17 @@ from persistence.update_log import UpdateLog
 from rooms.limits import Limits
 from rooms.registry import RoomRegistry
 from server.auth import load_or_create_secret
+from server.bus import Bus, InProcessBus
 from server.documents import DocumentLoader
+from server.fanout import Fanout
 from server.journal import Journal
 from server.list_cache import ListCache, NullListCache, RedisListCache
 from server.outbox import OutboxProcessor, open_outbox
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.recovery import recover_unsaved_rooms
+from server.redis_bus import RedisBus
 from server.settings import LimitSettings, Settings, WsSettings
+from server.snapshot_lock import LocalSnapshotLock, RedisSnapshotLock, SnapshotLock
 from server.snapshots import LiveDoc, Snapshotter
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ class ServiceOverrides:
     limiter: RateLimiter | None = None
     list_cache: ListCache | None = None
     jwt_secret: str | None = None
+    snapshot_lock: SnapshotLock | None = None
 
 
 @dataclass
@@ -63,6 +68,8 @@ class Services:
     update_log: UpdateLog
     journal: Journal
     rooms_loader: DocumentLoader
+    bus: Bus
+    fanout: Fanout
     auth_leeway_s: int
     redis: aioredis.Redis | None = None
     _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
@@ -124,11 +131,21 @@ async def open_services(
             update_log = await stack.enter_async_context(RedisUpdateLog(redis_client))
         else:
             update_log = await stack.enter_async_context(SqliteUpdateLog(settings.update_log_path))
+        bus: Bus
+        snapshot_lock: SnapshotLock
+        if redis_client is not None:
+            bus = await stack.enter_async_context(RedisBus(redis_client))
+            snapshot_lock = RedisSnapshotLock(redis_client)
+        else:
+            bus = await stack.enter_async_context(InProcessBus())
+            snapshot_lock = LocalSnapshotLock()
+        snapshot_lock = overrides.snapshot_lock or snapshot_lock
         snapshots = await stack.enter_async_context(
             Snapshotter(
                 store,
                 blobs,
                 update_log,
+                lock=snapshot_lock,
                 idle_s=settings.snapshot.idle_s,
                 max_interval_s=settings.snapshot.max_interval_s,
                 conflict_attempts=settings.snapshot.conflict_attempts,
@@ -144,7 +161,9 @@ async def open_services(
             if settings.outbox.enabled and overrides.store is None
             else None
         )
-        journal = Journal(update_log, snapshots)
+        fanout = await stack.enter_async_context(Fanout(bus, snapshots))
+        journal = Journal(update_log, snapshots, publish=fanout.publish_update)
+        fanout.journal = journal
         loader = DocumentLoader(
             store,
             blobs,
@@ -157,6 +176,7 @@ async def open_services(
                 log_position=opened.log_position,
                 replayed=opened.replayed > 0,
             ),
+            fanout=fanout,
         )
 
         async def unloaded(key: str, doc: Doc[Any]) -> None:
@@ -164,6 +184,7 @@ async def open_services(
                 await snapshots.unloaded(key, doc)
             finally:
                 journal.forget(key)
+                await fanout.closed(key)
 
         # Entered after the snapshotter, so it closes first: unloading rooms at shutdown
         # takes their final snapshots while the snapshotter still runs.
@@ -173,6 +194,8 @@ async def open_services(
                 limits=room_limits(settings.ws),
                 on_update=journal.accepted,
                 on_unload=unloaded,
+                on_open=fanout.opened,
+                on_awareness=fanout.publish_awareness,
             )
         )
         snapshots.attach(
@@ -195,6 +218,8 @@ async def open_services(
             update_log=update_log,
             journal=journal,
             rooms_loader=loader,
+            bus=bus,
+            fanout=fanout,
             auth_leeway_s=settings.auth.leeway_s,
             redis=redis_client,
             outbox=outbox,

@@ -46,7 +46,8 @@ from persistence.content import read_xml
 from persistence.models import DiagramRecord, NewContent
 from persistence.ports import BlobStore, DiagramStore
 from persistence.update_log import UpdateLog, later
-from server.documents import Opened, doc_from_state, parse_room_key
+from server.documents import Opened, doc_from_state, parse_room_key, replay
+from server.snapshot_lock import LocalSnapshotLock, SnapshotLock
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,12 @@ class SnapshotMetrics:
     gave_up: int = 0
     failed: int = 0
     trim_failures: int = 0
+    busy: int = 0  # another worker held the room's snapshot lock
     duration_seconds: Histogram = field(default_factory=Histogram)  # written snapshots
+
+
+class SnapshotBusy(Exception):
+    """Another worker holds the room's snapshot lock."""
 
 
 class Snapshotter:
@@ -103,6 +109,7 @@ class Snapshotter:
         blobs: BlobStore,
         log: UpdateLog,
         *,
+        lock: SnapshotLock | None = None,
         idle_s: float,
         max_interval_s: float,
         conflict_attempts: int = 5,
@@ -112,6 +119,7 @@ class Snapshotter:
         self._store = store
         self._blobs = blobs
         self._log = log
+        self._lock = lock or LocalSnapshotLock()
         self._idle_s = idle_s
         self._max_interval_s = max_interval_s
         self._attempts = conflict_attempts
@@ -187,15 +195,28 @@ class Snapshotter:
             live.base_version, live.stored_state = version, state
             live.log_position = later(live.log_position, log_position)
 
-    async def updated(self, key: str, user_id: str | None, position: str | None) -> None:
-        """The room applied an update (logged at ``position``, or not logged: ``None``)."""
+    async def updated(self, key: str, user_id: str | None) -> None:
+        """The room applied an update: from ``user_id`` here, or from another worker (None)."""
         live = self._live.get(key)
         if live is None:
             return
         if user_id is not None:
             live.editors.add(user_id)
-        live.log_position = later(live.log_position, position)
         self._schedule(key, live)
+
+    async def catch_up(self, key: str) -> None:
+        """Apply what the room's log holds after the room's position (lost bus messages)."""
+        live = self._live.get(key)
+        room = self._rooms(key)
+        if live is not None and room is not None:
+            await self._catch_up(key, live, room.doc)
+
+    async def _catch_up(self, key: str, live: _Live, doc: Doc[Any]) -> None:
+        # Every entry up to the last one read is in the document afterwards: entries are
+        # applied before they are logged, and the log hands out positions in order. So
+        # this position is honest whichever worker appended what.
+        entries = await self._log.read_after(key, live.log_position)
+        live.log_position = replay(doc, entries, live.log_position, key=key)
 
     def _schedule(self, key: str, live: _Live) -> None:
         now = self._clock()
@@ -288,6 +309,11 @@ class Snapshotter:
         try:
             await self._snapshot(key, live, room)
             live.failures, live.retry_at = 0, None
+        except SnapshotBusy:
+            # Another worker writes this room now; it catches up from the log first, so
+            # its version will hold our changes. Look again after a pause.
+            self.metrics.busy += 1
+            self._arm(key, live, self._idle_s)
         except Exception:
             self.metrics.failed += 1
             live.failures += 1
@@ -309,6 +335,8 @@ class Snapshotter:
         async with live.lock:
             if live.first_change_at is None:
                 return
+            if not await self._lock.acquire(key):
+                raise SnapshotBusy(key)
             editors, started, recovered = live.editors, live.first_change_at, live.recovered
             live.editors, live.first_change_at, live.recovered = set(), None, False
             try:
@@ -320,6 +348,8 @@ class Snapshotter:
                 if live.first_change_at is None:
                     live.first_change_at = started
                 raise
+            finally:
+                await self._lock.release(key)
 
     async def _write(
         self, key: str, live: _Live, room: LiveDoc, editors: set[str], *, recovered: bool
@@ -327,7 +357,8 @@ class Snapshotter:
         org_id, diagram_id, epoch = parse_room_key(key)
         started = time.perf_counter()
         for _ in range(self._attempts):
-            # Position first, then the state: every entry up to the position is in it.
+            # Catch up, then position, then state: every entry up to the position is in it.
+            await self._catch_up(key, live, room.doc)
             position = live.log_position
             state = room.doc.get_update()
             model = read(room.doc)
@@ -390,12 +421,18 @@ class Snapshotter:
             live.base_version = current.summary.version  # e.g. a title-only save
             return
         if current.crdt_state is not None:
-            theirs = read(doc_from_state(current.crdt_state))
+            # Same epoch, so the same document lineage (another worker's snapshot, a REST
+            # save folded into the stored state): a CRDT merge brings in exactly what we
+            # lack, and nothing at all when we hold it already.
+            theirs_state = current.crdt_state
+            await room.change(lambda doc: doc.apply_update(theirs_state))
         else:
             xml = await read_xml(self._blobs, current.xml)
             theirs = await asyncio.to_thread(parse, xml, **self._xml_limits)
-        base = read(doc_from_state(live.stored_state)) if live.stored_state is not None else None
-        await room.change(lambda doc: _fold(doc, theirs, base))
+            base = (
+                read(doc_from_state(live.stored_state)) if live.stored_state is not None else None
+            )
+            await room.change(lambda doc: _fold(doc, theirs, base))
         self.metrics.folded += 1
         live.base_version, live.stored_state = current.summary.version, current.crdt_state
         live.log_position = later(live.log_position, current.log_position)
