@@ -1,12 +1,22 @@
-"""Logging set-up: plain lines for people, one JSON object per line in production."""
+"""Logging set-up: plain lines for people, one JSON object per line in production.
+
+Both formats carry the connection, room and user a line is about when one is bound
+(``server/log_context.py``): JSON as fields, plain lines as a short ``[...]`` tag.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import IO
 
 import orjson
+
+from server.log_context import ContextFilter, fields_of
+
+# Short names in plain lines: people read them next to the message.
+_PLAIN_NAMES = {"connection_id": "conn", "room": "room", "user_id": "user"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,18 +26,36 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **fields_of(record),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
 
 
+class PlainFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = fields_of(record)
+        record.context = (
+            " [" + " ".join(f"{_PLAIN_NAMES[k]}={v}" for k, v in fields.items()) + "]"
+            if fields
+            else ""
+        )
+        return super().format(record)
+
+
+def log_handler(*, json_lines: bool, stream: IO[str] | None = None) -> logging.Handler:
+    """A handler writing to ``stream`` (stderr) in the chosen format, context included."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
+    handler.addFilter(ContextFilter())
+    return handler
+
+
 def configure_logging(level: str, *, json_lines: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [log_handler(json_lines=json_lines)]
     root.setLevel(level.upper())
