@@ -13,6 +13,7 @@ from starlette.routing import WebSocketRoute
 
 from core.errors import CollabError
 from server.api.table import OPERATIONS
+from server.metrics import EdgeMetrics, MetricsExporter
 from server.openapi import build_document, routes_for
 from server.problems import handle_collab_error, handle_http_exception, handle_unexpected
 from server.services import ServiceOverrides, open_services
@@ -38,6 +39,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings, overrides) as services:
             app.state.services = services
+            app.state.edge_metrics = edge = EdgeMetrics()
+            app.state.metrics = MetricsExporter(services, edge)
             log.info(
                 "ready: database=%s blobs=%s redis=%s",
                 "postgres" if settings.uses_postgres else f"sqlite:{settings.sqlite_path}",

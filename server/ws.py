@@ -23,7 +23,9 @@ from core.errors import CollabError, InvalidInput, PermissionDenied, Unauthentic
 from rooms.client import CloseCode, close_code_for
 from rooms.protocol import AUTH_PERMISSION_DENIED, AuthMessage, encode_message
 from rooms.registry import Session
+from server import log_context
 from server.documents import room_key
+from server.metrics import EdgeMetrics
 from server.room_tokens import RoomGrant, check_epoch, verify_room_token
 from server.services import Services
 
@@ -51,25 +53,46 @@ class WebSocketTransport:
 
 
 async def collab(websocket: WebSocket) -> None:
-    services = cast(Services, websocket.app.state.services)
     diagram_id = websocket.path_params["diagram_id"]
     connection_id = uuid.uuid4().hex[:12]
+    # Every line logged while serving this socket, here or in the rooms, names it.
+    with log_context.bound(connection_id=connection_id):
+        await _serve(websocket, diagram_id, connection_id)
+
+
+async def _serve(websocket: WebSocket, diagram_id: str, connection_id: str) -> None:
+    services = cast(Services, websocket.app.state.services)
+    edge = cast(EdgeMetrics, websocket.app.state.edge_metrics)
     try:
         grant = await _admit(websocket, services, diagram_id)
     except CollabError as exc:
         code = close_code_for(exc)
-        log.info("refused %s on %s: %s (%d)", connection_id, diagram_id, exc.detail, code)
+        edge.refused[int(code)] += 1
+        log.info("refused on %s: %s (%d)", diagram_id, exc.detail, code)
         await websocket.accept()
         await websocket.close(code=int(code), reason=exc.detail[:120])
         return
 
-    await websocket.accept()
+    key = room_key(grant.org_id, diagram_id, grant.epoch)
+    with log_context.bound(room=key, user_id=grant.user_id):
+        await websocket.accept()
+        edge.connections_open += 1
+        edge.connections_opened += 1
+        try:
+            await _join(websocket, services, grant, key, connection_id)
+        finally:
+            edge.connections_open -= 1
+
+
+async def _join(
+    websocket: WebSocket, services: Services, grant: RoomGrant, key: str, connection_id: str
+) -> None:
     _retire_older_room(services, grant)
     transport = WebSocketTransport(websocket)
-    log.info("open %s: user %s (%s) on %s", connection_id, grant.user_id, grant.role, diagram_id)
+    log.info("connection open (%s)", grant.role)
     try:
         async with services.rooms.connect(
-            room_key(grant.org_id, diagram_id, grant.epoch),
+            key,
             transport,
             user_id=grant.user_id,
             role=grant.role,
@@ -91,10 +114,10 @@ async def collab(websocket: WebSocket) -> None:
                 closed.cancel()
                 expiry.cancel()
     except CollabError as exc:
-        log.info("room refused %s: %s", connection_id, exc.detail)
+        log.info("room refused: %s", exc.detail)
     finally:
         await transport.close(int(CloseCode.NORMAL), "bye")
-        log.info("close %s", connection_id)
+        log.info("connection closed")
 
 
 async def _expire(session: Session, expires_at: float, grace_s: float) -> None:

@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, readiness, and the OpenAPI document."""
+"""Operational endpoints: liveness, readiness, metrics, and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.responses import Response
 from core.errors import CollabError
 from server.api.context import services_of
 from server.http import json_response
+from server.metrics import CONTENT_TYPE, MetricsExporter
 from server.problems import problem_response
 
 
@@ -48,6 +49,13 @@ async def readyz(request: Request) -> Response:
             headers={"Retry-After": "5"},
         )
     return json_response({"status": "ok", "checks": checks})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format. Unauthenticated, like /healthz: keep it off the public
+    network (the proxy should not route it; Prometheus scrapes the workers directly)."""
+    exporter = cast(MetricsExporter, request.app.state.metrics)
+    return Response(await exporter.render(), media_type=CONTENT_TYPE)
 
 
 async def openapi(request: Request) -> Response:

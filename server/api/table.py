@@ -60,6 +60,16 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "GET",
+        "/metrics",
+        ops.metrics,
+        "metrics",
+        "This worker's metrics in the Prometheus text format (keep it off public networks)",
+        "operations",
+        {200: Reply("metrics", media_type="text/plain; version=0.0.4")},
+        authenticated=False,
+    ),
+    Operation(
+        "GET",
         "/openapi.json",
         ops.openapi,
         "openapi",
