@@ -49,10 +49,12 @@ def typed(peer: YPeer) -> set[str]:
     return {key for key in peer.elements.keys() if key.startswith("typed-")}  # noqa: SIM118 - a Y map
 
 
-async def type_until_stopped(peer: YPeer, parent: str, sent: list[str]) -> None:
-    with contextlib.suppress(ConnectionClosed, OSError):
-        for n in range(10_000):
-            element_id = f"typed-{n:05d}"
+async def type_until_stopped(
+    peer: YPeer, parent: str, sent: list[str], *, prefix: str = "typed"
+) -> None:
+    with contextlib.suppress(ConnectionClosed, OSError, asyncio.CancelledError):
+        for n in range(100_000):
+            element_id = f"{prefix}-{n:05d}"
             await peer.edit(add_task(parent, element_id))
             sent.append(element_id)
             await asyncio.sleep(0.01)
