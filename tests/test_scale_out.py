@@ -239,3 +239,20 @@ async def test_redis_restarted_under_load_loses_nothing(tmp_path: Path, postgres
                 return everything <= names_in(xml)
 
             await eventually(all_in_xml, timeout_s=20)
+
+
+async def test_a_dead_workers_clients_leave_everyones_awareness_after_the_timeout(
+    tmp_path: Path, postgres_dsn: str, redis_url: str
+) -> None:
+    quick_expiry = {"WS_AWARENESS_TIMEOUT_S": "2"}
+    async with workers(tmp_path, postgres_dsn, redis_url, 2, **quick_expiry) as (doomed, w2):
+        async with w2.client() as client:
+            diagram_id = await new_diagram(client)
+            _, token = await room_token(client, diagram_id)
+        async with joined(ws_url(w2), diagram_id, token) as bob:
+            async with joined(ws_url(doomed), diagram_id, token) as ann:
+                entry = AwarenessEntry(client_id=777, clock=1, state='{"user":"ann"}')
+                await ann.ws.send(encode_message(AwarenessMessage(encode_awareness([entry]))))
+                await bob.wait_for(lambda: 777 in _present(bob), timeout_s=10)
+                await doomed.kill()  # no removal is ever published for ann
+            await bob.wait_for(lambda: 777 not in _present(bob), timeout_s=10)
