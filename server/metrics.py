@@ -11,6 +11,7 @@ Names are ``bpmn_collab_<area>_<noun>[_<unit>]``; counters end in ``_total``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import Counter
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 #: The classic text format every Prometheus version scrapes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "bpmn_collab_"
+# A scrape must not hang on a stuck database: Prometheus would drop every metric with it.
+BACKLOG_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -227,10 +230,12 @@ class MetricsExporter:
         if outbox is None:
             return None
         try:
-            return await outbox.backlog()
-        except CollabError as exc:
-            # The database is down: /readyz says so; the other metrics still matter.
-            log.warning("metrics: outbox backlog unavailable: %s", exc.detail)
+            async with asyncio.timeout(BACKLOG_TIMEOUT_S):
+                return await outbox.backlog()
+        except (CollabError, TimeoutError) as exc:
+            # The database is down or stuck: /readyz says so; the other metrics still matter.
+            why = exc.detail if isinstance(exc, CollabError) else "timed out"
+            log.warning("metrics: outbox backlog unavailable: %s", why)
             return None
 
 

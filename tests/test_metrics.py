@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +11,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.errors import Unavailable
 from core.histogram import Histogram
+from persistence.outbox import OutboxBacklog
+from server import metrics
 from tests.fixtures.live_server import LiveServer, make_settings, run_server
 from tests.fixtures.ypeer import joined, room_token
 from tests.test_snapshots_e2e import eventually
@@ -157,3 +161,29 @@ async def test_bus_metrics_when_there_is_a_bus(
         monkeypatch.setattr(services, "bus", None, raising=False)
         samples = await scrape(anonymous)
         assert not any(name.startswith("bpmn_collab_bus_") for name, _ in samples)
+
+
+async def test_a_scrape_answers_without_the_backlog_when_the_outbox_cannot_tell(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = live.app.state.services.outbox
+    assert outbox is not None
+
+    async def down() -> OutboxBacklog:
+        raise Unavailable("database unreachable")
+
+    async def stuck() -> OutboxBacklog:
+        await asyncio.Event().wait()
+        raise AssertionError("never")
+
+    async with live.client() as anonymous:
+        assert ("bpmn_collab_outbox_backlog_events", frozenset({("state", "pending")})) in (
+            await scrape(anonymous)
+        )
+        monkeypatch.setattr(metrics, "BACKLOG_TIMEOUT_S", 0.05)
+        for failing in (down, stuck):
+            monkeypatch.setattr(outbox, "backlog", failing)
+            samples = await scrape(anonymous)
+            assert not any(name == "bpmn_collab_outbox_backlog_events" for name, _ in samples)
+            assert value(samples, "outbox_completed_total") >= 0
+            assert value(samples, "ws_connections") == 0
