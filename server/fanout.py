@@ -151,7 +151,7 @@ class Fanout:
         except (ValueError, RuntimeError):
             log.error("room %s: an update from worker %s does not apply", link.key, message.origin)
             return
-        self._spawn(self._snapshots.updated(link.key, None))
+        self._spawn(self._snapshots.remote_update(link.key))
 
     async def _answer_resync(self, link: _Link, vector: bytes) -> None:
         assert link.doc is not None

@@ -78,6 +78,7 @@ class _Live:
     log_position: str | None = None
     editors: set[str] = field(default_factory=set)
     recovered: bool = False  # holds updates replayed from the log, of unknown editors
+    local_changes: bool = False  # pending changes made here (not only other workers')
     first_change_at: float | None = None
     failures: int = 0
     retry_at: float | None = None  # after a failure: no attempt before this, however busy
@@ -196,13 +197,27 @@ class Snapshotter:
             live.log_position = later(live.log_position, log_position)
 
     async def updated(self, key: str, user_id: str | None) -> None:
-        """The room applied an update: from ``user_id`` here, or from another worker (None)."""
+        """The room applied an update made here (by ``user_id``, or by the server)."""
         live = self._live.get(key)
         if live is None:
             return
         if user_id is not None:
             live.editors.add(user_id)
+        live.local_changes = True
         self._schedule(key, live)
+
+    async def remote_update(self, key: str) -> None:
+        """The room applied an update from another worker.
+
+        That worker snapshots it; this one only stands by, in case it dies first: a
+        snapshot ``max_interval_s`` later, which finds the version written and writes
+        nothing, unless nobody did.
+        """
+        live = self._live.get(key)
+        if live is None or live.first_change_at is not None:
+            return  # already pending: the scheduled snapshot covers it
+        live.first_change_at = self._clock()
+        self._arm(key, live, self._max_interval_s)
 
     async def catch_up(self, key: str) -> None:
         """Apply what the room's log holds after the room's position (lost bus messages)."""
@@ -338,13 +353,16 @@ class Snapshotter:
             if not await self._lock.acquire(key):
                 raise SnapshotBusy(key)
             editors, started, recovered = live.editors, live.first_change_at, live.recovered
+            local = live.local_changes
             live.editors, live.first_change_at, live.recovered = set(), None, False
+            live.local_changes = False
             try:
                 await self._write(key, live, room, editors, recovered=recovered)
             except BaseException:
                 # Not written: the changes are still pending, by the same editors.
                 live.editors |= editors
                 live.recovered |= recovered
+                live.local_changes |= local
                 if live.first_change_at is None:
                     live.first_change_at = started
                 raise
