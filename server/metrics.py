@@ -6,7 +6,7 @@ collector reads them at scrape time. Nothing is registered in prometheus_client'
 registry: each app builds its own :class:`MetricsExporter` for its own ``Services``, so
 several apps in one process (the tests) each report their own state.
 
-Names are ``bpmn_collab_<area>_<noun>[_<unit>]``; counters end in ``_total``.
+Names are ``collab_<area>_<noun>[_<unit>]``; counters end in ``_total``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: The classic text format every Prometheus version scrapes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PREFIX = "bpmn_collab_"
+PREFIX = "collab_"  # the house style: collab_<area>_<noun>_<unit>
 # A scrape must not hang on a stuck database: Prometheus would drop every metric with it.
 BACKLOG_TIMEOUT_S = 2.0
 

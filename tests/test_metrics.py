@@ -35,7 +35,7 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[("bpmn_collab_" + name, frozenset(labels.items()))]
+    return samples[("collab_" + name, frozenset(labels.items()))]
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ async def test_bus_metrics_when_there_is_a_bus(
 
         monkeypatch.setattr(services, "bus", None, raising=False)
         samples = await scrape(anonymous)
-        assert not any(name.startswith("bpmn_collab_bus_") for name, _ in samples)
+        assert not any(name.startswith("collab_bus_") for name, _ in samples)
 
 
 async def test_a_scrape_answers_without_the_backlog_when_the_outbox_cannot_tell(
@@ -177,13 +177,13 @@ async def test_a_scrape_answers_without_the_backlog_when_the_outbox_cannot_tell(
         raise AssertionError("never")
 
     async with live.client() as anonymous:
-        assert ("bpmn_collab_outbox_backlog_events", frozenset({("state", "pending")})) in (
+        assert ("collab_outbox_backlog_events", frozenset({("state", "pending")})) in (
             await scrape(anonymous)
         )
         monkeypatch.setattr(metrics, "BACKLOG_TIMEOUT_S", 0.05)
         for failing in (down, stuck):
             monkeypatch.setattr(outbox, "backlog", failing)
             samples = await scrape(anonymous)
-            assert not any(name == "bpmn_collab_outbox_backlog_events" for name, _ in samples)
+            assert not any(name == "collab_outbox_backlog_events" for name, _ in samples)
             assert value(samples, "outbox_completed_total") >= 0
             assert value(samples, "ws_connections") == 0
