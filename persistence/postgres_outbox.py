@@ -14,15 +14,15 @@ organization in ``app.org_id`` exactly as the store does.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Self, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from core.errors import CollabError, InvalidInput, StoreUnavailable
+from core.errors import CollabError, StoreUnavailable
+from persistence.driver_errors import pg_errors
 from persistence.outbox import (
     OutboxBacklog,
     OutboxEvent,
@@ -31,8 +31,6 @@ from persistence.outbox import (
     clip_error,
 )
 from persistence.rows import canonical_id, int4, json_object, utc_datetime
-
-log = logging.getLogger(__name__)
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -107,7 +105,7 @@ class PostgresOutbox:
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
 
     async def __aenter__(self) -> Self:
-        with _pg_errors():
+        with pg_errors():
             pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=self._pool_min,
@@ -141,7 +139,7 @@ class PostgresOutbox:
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("the Postgres outbox is not open")
-        with _pg_errors():
+        with pg_errors():
             async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
                 yield conn
 
@@ -149,7 +147,7 @@ class PostgresOutbox:
     async def _transaction(self, org_id: str = "") -> AsyncIterator[Connection]:
         """A transaction scoped to ``org_id`` ("" sees no organization's diagrams)."""
         async with self._connection() as conn:
-            with _pg_errors():
+            with pg_errors():
                 async with conn.transaction():
                     if self._role_active:
                         await conn.execute(_SCOPE_AS_ROLE, org_id, self._app_role)
@@ -212,34 +210,3 @@ def _event(row: asyncpg.Record) -> OutboxEvent:
 def _text(value: str) -> str:
     # Postgres text cannot hold NUL, and an exception message may carry one.
     return value.replace("\x00", "\ufffd")
-
-
-# Errors that mean "the database cannot serve now; the same call may work later".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.TransactionRollbackError,
-    asyncpg.exceptions.InvalidCatalogNameError,
-    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
-    asyncpg.exceptions.UndefinedTableError,
-    asyncpg.exceptions.UndefinedColumnError,
-)
-
-
-@contextmanager
-def _pg_errors() -> Iterator[None]:
-    """Translate asyncpg exceptions at the seam, as the store does; CollabErrors pass."""
-    try:
-        yield
-    except CollabError:
-        raise
-    except _UNAVAILABLE as exc:
-        # UndefinedColumn too: a processor started before this database was migrated.
-        raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-    except asyncpg.DataError as exc:
-        raise InvalidInput(f"PostgreSQL cannot store a value: {exc}") from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise CollabError(f"PostgreSQL refused an outbox statement: {exc}") from exc

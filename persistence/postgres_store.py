@@ -9,18 +9,16 @@ a query that forgot its org filter still sees one org only.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Self, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from core.errors import (
-    CollabError,
     DiagramExists,
     DiagramNotFound,
-    InvalidInput,
     StoreUnavailable,
     VersionConflict,
     VersionNotFound,
@@ -32,6 +30,7 @@ from persistence.cursor import (
     encode_diagram_cursor,
     encode_version_cursor,
 )
+from persistence.driver_errors import pg_errors
 from persistence.migrator import migrate_postgres
 from persistence.models import (
     DiagramRecord,
@@ -141,7 +140,7 @@ class PostgresDiagramStore:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        with _pg_errors():
+        with pg_errors():
             pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=self._pool_min,
@@ -182,7 +181,7 @@ class PostgresDiagramStore:
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("the Postgres store is not open")
-        with _pg_errors():
+        with pg_errors():
             async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
                 yield conn
 
@@ -190,7 +189,7 @@ class PostgresDiagramStore:
     async def _transaction(self, org_id: str) -> AsyncIterator[Connection]:
         """A transaction scoped to ``org_id`` for the row-level security policies."""
         async with self._connection() as conn:
-            with _pg_errors():
+            with pg_errors():
                 async with conn.transaction():
                     if self._role_active:
                         await conn.execute(_SCOPE_AS_ROLE, org_id, self._app_role)
@@ -526,33 +525,3 @@ class PostgresDiagramStore:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-# Errors that mean "the database cannot serve now; the same call may work later".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.TransactionRollbackError,
-    asyncpg.exceptions.InvalidCatalogNameError,
-    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
-    asyncpg.exceptions.UndefinedTableError,
-)
-
-
-@contextmanager
-def _pg_errors() -> Iterator[None]:
-    """Translate asyncpg exceptions at the seam; CollabErrors pass through."""
-    try:
-        yield
-    except CollabError:
-        raise
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-    except asyncpg.DataError as exc:
-        # Class 22: a value Postgres cannot hold (a NUL in a text, say) came in.
-        raise InvalidInput(f"PostgreSQL cannot store a value: {exc}") from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise CollabError(f"PostgreSQL refused a statement: {exc}") from exc

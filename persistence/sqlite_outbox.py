@@ -10,17 +10,17 @@ the write lock and two claims could not interleave anyway.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
 import aiosqlite
 
-from core.errors import CollabError, StoreUnavailable
+from core.errors import StoreUnavailable
+from persistence.driver_errors import rollback_quietly, sqlite_errors
 from persistence.outbox import (
     OutboxBacklog,
     OutboxEvent,
@@ -29,8 +29,6 @@ from persistence.outbox import (
     clip_error,
 )
 from persistence.rows import canonical_id, iso_utc, json_object, utc_datetime
-
-log = logging.getLogger(__name__)
 
 # Timestamps are fixed-width ISO text (``iso_utc``), so text comparison is time order.
 _DUE = """
@@ -70,10 +68,10 @@ class SqliteOutbox:
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
-        with _sqlite_errors():
+        with sqlite_errors():
             conn = await aiosqlite.connect(self._path, isolation_level=None)
         try:
-            with _sqlite_errors():
+            with sqlite_errors():
                 conn.row_factory = sqlite3.Row
                 await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
                 # The store made the file WAL already; saying so again costs nothing
@@ -97,13 +95,13 @@ class SqliteOutbox:
             conn = self._conn
             if conn is None:
                 raise StoreUnavailable("the SQLite outbox is not open")
-            with _sqlite_errors():
+            with sqlite_errors():
                 await conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
                     await conn.execute("COMMIT")
                 except BaseException:
-                    await _rollback_quietly(conn)
+                    await rollback_quietly(conn)
                     raise
 
     def _now(self) -> datetime:
@@ -125,7 +123,7 @@ class SqliteOutbox:
             conn = self._conn
             if conn is None:
                 raise StoreUnavailable("the SQLite outbox is not open")
-            with _sqlite_errors():
+            with sqlite_errors():
                 due = await conn.execute_fetchall(_DUE, {**params, "limit": 1})
         if not due:
             return []
@@ -198,26 +196,3 @@ def _release(event: OutboxEvent, error: str, at: datetime) -> dict[str, object]:
         "error": clip_error(error),
         "at": iso_utc(at),
     }
-
-
-async def _rollback_quietly(conn: aiosqlite.Connection) -> None:
-    # Runs while another exception is in flight; that one says what went wrong.
-    try:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-    except (sqlite3.Error, ValueError):
-        log.warning("rolling back an outbox transaction failed", exc_info=True)
-
-
-@contextmanager
-def _sqlite_errors() -> Iterator[None]:
-    """Translate sqlite3 exceptions at the seam, as the store does; CollabErrors pass."""
-    try:
-        yield
-    except CollabError:
-        raise
-    except sqlite3.OperationalError as exc:
-        # Busy beyond busy_timeout, I/O, schema not migrated yet: a retry may work.
-        raise StoreUnavailable(f"SQLite is unavailable: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise CollabError(f"SQLite refused an outbox statement: {exc}") from exc

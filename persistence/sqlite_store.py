@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -23,7 +23,6 @@ from typing import Any, Self
 import aiosqlite
 
 from core.errors import (
-    CollabError,
     DiagramExists,
     DiagramNotFound,
     StoreUnavailable,
@@ -37,6 +36,7 @@ from persistence.cursor import (
     encode_diagram_cursor,
     encode_version_cursor,
 )
+from persistence.driver_errors import rollback_quietly, sqlite_errors
 from persistence.migrator import migrate_sqlite
 from persistence.models import (
     DiagramRecord,
@@ -123,12 +123,12 @@ class SqliteDiagramStore:
             await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the folder of {self._path}: {exc}") from exc
-        with _sqlite_errors():
+        with sqlite_errors():
             # isolation_level=None: the sqlite3 module must not open transactions
             # behind our back; every BEGIN here is explicit.
             conn = await aiosqlite.connect(self._path, isolation_level=None)
         try:
-            with _sqlite_errors():
+            with sqlite_errors():
                 conn.row_factory = sqlite3.Row
                 # busy_timeout first, so switching to WAL waits out another process.
                 await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
@@ -157,13 +157,13 @@ class SqliteDiagramStore:
             conn = self._conn
             if conn is None:
                 raise StoreUnavailable("the SQLite store is not open")
-            with _sqlite_errors():
+            with sqlite_errors():
                 await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield conn
                     await conn.execute("COMMIT")
                 except BaseException:
-                    await _rollback_quietly(conn)
+                    await rollback_quietly(conn)
                     raise
 
     # --- DiagramStore -------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class SqliteDiagramStore:
         async with self._lock:
             if self._conn is None:
                 raise StoreUnavailable("the SQLite store is not open")
-            with _sqlite_errors():
+            with sqlite_errors():
                 applied = await migrate_sqlite(self._conn)
         if applied:
             log.info("applied SQLite migrations %s to %s", applied, self._path)
@@ -514,31 +514,3 @@ def _first(rows: Iterable[sqlite3.Row]) -> sqlite3.Row | None:
 
 def _title_matches_sql(title: str, words: str) -> bool:
     return title_matches(title, words.split(" "))
-
-
-async def _rollback_quietly(conn: aiosqlite.Connection) -> None:
-    # Runs while another exception is in flight; that one says what went wrong.
-    try:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-    except (sqlite3.Error, ValueError):
-        log.warning("rolling back a SQLite transaction failed", exc_info=True)
-
-
-@contextmanager
-def _sqlite_errors() -> Iterator[None]:
-    """Translate sqlite3 exceptions at the seam; CollabErrors pass through."""
-    try:
-        yield
-    except CollabError:
-        raise
-    except sqlite3.OperationalError as exc:
-        # Locked or busy beyond busy_timeout, I/O error, disk full, cannot open,
-        # schema missing: the store cannot serve now, a retry may succeed.
-        raise StoreUnavailable(f"SQLite is unavailable: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
-            raise CollabError(f"SQLite refused a statement: {exc}") from exc
-        raise StoreUnavailable(f"the SQLite database is unusable: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise CollabError(f"SQLite failed: {exc}") from exc
