@@ -60,6 +60,26 @@ async def type_until_stopped(
             await asyncio.sleep(0.01)
 
 
+class Typists:
+    """Peers typing new elements side by side (prefixes typed-a, typed-b, ...) until stopped."""
+
+    def __init__(self, parent: str, *peers: YPeer) -> None:
+        self.sent: list[list[str]] = [[] for _ in peers]
+        self._tasks = [
+            asyncio.create_task(
+                type_until_stopped(peer, parent, sent, prefix=f"typed-{chr(ord('a') + n)}")
+            )
+            for n, (peer, sent) in enumerate(zip(peers, self.sent, strict=True))
+        ]
+
+    async def stop(self) -> set[str]:
+        """Stop typing; everything that was sent."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return {element for sent in self.sent for element in sent}
+
+
 async def bring_back(peer: YPeer, held: bytes) -> None:
     """What a provider does on reconnect: send the server what it holds."""
     peer.doc.apply_update(held)

@@ -25,7 +25,7 @@ from rooms.protocol import (
 from tests.fixtures.redis_server import redis_server
 from tests.fixtures.server_process import ServerProcess
 from tests.fixtures.ypeer import YPeer, joined, room_token
-from tests.test_crash_recovery import add_task, type_until_stopped, typed
+from tests.test_crash_recovery import Typists, add_task, type_until_stopped, typed
 from tests.test_snapshots_e2e import eventually, names_in
 from tests.test_ws_e2e import new_diagram, task_ids
 
@@ -209,23 +209,14 @@ async def test_redis_restarted_under_load_loses_nothing(tmp_path: Path, postgres
             joined(ws_url(w1), diagram_id, token) as ann,
             joined(ws_url(w2), diagram_id, token) as bob,
         ):
-            parent = str(ann.elements[task_ids(ann)[0]]["parent"])
-            sent_ann: list[str] = []
-            sent_bob: list[str] = []
-            typing = [
-                asyncio.create_task(type_until_stopped(ann, parent, sent_ann, prefix="typed-a")),
-                asyncio.create_task(type_until_stopped(bob, parent, sent_bob, prefix="typed-b")),
-            ]
+            typists = Typists(str(ann.elements[task_ids(ann)[0]]["parent"]), ann, bob)
             await bob.wait_for(lambda: len(typed(bob)) >= 20, timeout_s=20)
             await redis.stop()
             await asyncio.sleep(2)  # typing goes on while Redis is away...
-            for task in typing:
-                task.cancel()
-            await asyncio.gather(*typing, return_exceptions=True)
+            everything = await typists.stop()
             # ...and stops before it returns: nothing new will push the outage's edits out,
             # the workers must resync by themselves.
             await redis.start()
-            everything = set(sent_ann) | set(sent_bob)
             assert ann.close_code is None and bob.close_code is None
 
             # The bound: converged within 5 s after Redis returns.

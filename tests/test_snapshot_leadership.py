@@ -19,7 +19,7 @@ from server.settings import Settings
 from server.snapshot_lock import LocalSnapshotLock
 from tests.fixtures.live_server import LiveServer, make_settings, run_server, unique_org
 from tests.fixtures.ypeer import joined, room_token
-from tests.test_crash_recovery import type_until_stopped, typed
+from tests.test_crash_recovery import Typists, typed
 from tests.test_snapshots_e2e import eventually, names_in
 from tests.test_ws_e2e import new_diagram, task_ids
 
@@ -52,18 +52,9 @@ async def test_racing_snapshots_write_no_duplicate_and_lose_nothing(
             joined(_ws(a), diagram_id, token) as ann,
             joined(_ws(b), diagram_id, token) as bob,
         ):
-            parent = str(ann.elements[task_ids(ann)[0]]["parent"])
-            sent_ann: list[str] = []
-            sent_bob: list[str] = []
-            typing = [
-                asyncio.create_task(type_until_stopped(ann, parent, sent_ann, prefix="typed-a")),
-                asyncio.create_task(type_until_stopped(bob, parent, sent_bob, prefix="typed-b")),
-            ]
+            typists = Typists(str(ann.elements[task_ids(ann)[0]]["parent"]), ann, bob)
             await bob.wait_for(lambda: len(typed(bob)) >= 150, timeout_s=30)
-            for task in typing:
-                task.cancel()
-            await asyncio.gather(*typing, return_exceptions=True)
-            everything = set(sent_ann) | set(sent_bob)
+            everything = await typists.stop()
 
             async def all_in_xml() -> bool:
                 xml = (await client.get(f"/api/diagrams/{diagram_id}/xml")).content
