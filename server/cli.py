@@ -1,4 +1,4 @@
-"""``bpmn-collab``: serve, migrate, and mint development tokens."""
+"""``bpmn-collab``: serve, migrate, mint development tokens, and benchmark."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "bench":
+            from bench.main import main as bench_main
+
+            return bench_main(args)
         if args.command == "check":
             from bpmn.check import check_files
 
@@ -58,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="parse BPMN files, report errors and warnings, verify they round-trip"
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    from bench.config import add_arguments as add_bench_arguments
+
+    add_bench_arguments(
+        commands.add_parser("bench", help="load-test a server on loopback (see bench/README.md)")
+    )
 
     token = commands.add_parser("token", help="print a user access token (development, tests)")
     token.add_argument("--user", required=True, help="user id (sub claim)")
@@ -103,6 +113,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _migrate(settings: Settings) -> int:
     configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    # Nothing but the schema: no outbox processor polling tables that do not exist yet.
+    settings.outbox.enabled = False
     async with open_services(settings) as services:
         await services.blobs.ensure_ready()
         await services.store.migrate()

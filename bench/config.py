@@ -1,0 +1,149 @@
+"""What a benchmark run is asked to do: the ``bpmn-collab bench`` arguments, checked.
+
+Everything is bounded (clients, rooms, rate, duration), so a typo cannot start a run that
+never ends or opens a million sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+SCENARIOS: Final = ("rooms", "broadcast", "join")
+# N means editors (rooms), observers (broadcast) or joining clients (join).
+_DEFAULT_CLIENTS: Final = {"rooms": 100, "broadcast": 100, "join": 50}
+_DEFAULT_RATE_HZ: Final = {"rooms": 1.0, "broadcast": 10.0, "join": 1.0}
+MAX_CLIENTS: Final = 10_000
+MAX_DURATION_S: Final = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    scenario: str
+    target: str = "http://127.0.0.1:8000"
+    clients: int = 100
+    rooms: int = 1
+    rate_hz: float = 1.0
+    duration_s: float = 30.0
+    out: Path | None = None
+    server_pids: tuple[int, ...] = ()
+    secret: str | None = None
+    token: str | None = None
+    tasks: int = 50
+    sample: int = 0
+    diagram: Path | None = None
+    connect_concurrency: int = 50
+    setup_timeout_s: float = 300.0
+    drain_s: float = 5.0
+    origin: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
+        checks = (
+            (1 <= self.clients <= MAX_CLIENTS, f"clients must be 1..{MAX_CLIENTS}"),
+            (1 <= self.rooms <= self.clients, "rooms must be 1..clients"),
+            (0 < self.rate_hz <= 100, "rate must be in (0, 100] edits per second"),
+            (0 < self.duration_s <= MAX_DURATION_S, f"duration must be in (0, {MAX_DURATION_S}]"),
+            (1 <= self.tasks <= 5000, "tasks must be 1..5000"),
+            (0 <= self.sample <= self.clients, "sample must be 0..clients"),
+            (1 <= self.connect_concurrency <= 1000, "connect concurrency must be 1..1000"),
+            (0 < self.setup_timeout_s <= MAX_DURATION_S, "setup timeout out of range"),
+            (0 <= self.drain_s <= 60, "drain must be 0..60 s"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def public(self) -> dict[str, Any]:
+        """The parameters for the result file, without the secret or the token."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values["secret"] = "<given>" if self.secret else None
+        values["token"] = "<given>" if self.token else None
+        values["out"] = str(self.out) if self.out else None
+        values["diagram"] = str(self.diagram) if self.diagram else None
+        values["server_pids"] = list(self.server_pids)
+        return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument(
+        "--target", default="http://127.0.0.1:8000", help="server base URL (loopback only)"
+    )
+    parser.add_argument(
+        "-n",
+        "--editors",
+        "--observers",
+        "--clients",
+        dest="clients",
+        type=int,
+        help="editors (rooms), observers (broadcast) or joining clients (join); "
+        "default 100, 100, 50",
+    )
+    parser.add_argument("--rooms", type=int, help="rooms (rooms scenario; default 10)")
+    parser.add_argument(
+        "--rate", type=float, help="edits per second per editor (default 1; broadcast 10)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of editing (join: storm cap)"
+    )
+    parser.add_argument("--out", type=Path, help="result JSON (default bench-SCENARIO-TIME.json)")
+    parser.add_argument(
+        "--server-pid",
+        dest="server_pids",
+        type=int,
+        action="append",
+        default=[],
+        help="server process to sample (repeatable; default: whoever listens on the port)",
+    )
+    parser.add_argument(
+        "--secret", help="the server's AUTH_JWT_SECRET, to mint user tokens (or set it)"
+    )
+    parser.add_argument("--token", help="a user token, when no secret is given")
+    parser.add_argument("--tasks", type=int, default=50, help="tasks per generated diagram")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=50,
+        help="broadcast: observers that apply updates into a pycrdt Doc (all count)",
+    )
+    parser.add_argument(
+        "--diagram", type=Path, help="join: BPMN file (default: largest MIWG corpus file)"
+    )
+    parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument("--setup-timeout", type=float, default=300.0)
+    parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for stragglers")
+    parser.add_argument("--origin", help="Origin header (when WS_ALLOWED_ORIGINS is set)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress lines")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    scenario: str = args.scenario
+    clients = _DEFAULT_CLIENTS[scenario] if args.clients is None else args.clients
+    return BenchConfig(
+        scenario=scenario,
+        target=args.target,
+        clients=clients,
+        rooms=(min(10, clients) if args.rooms is None else args.rooms)
+        if scenario == "rooms"
+        else 1,
+        rate_hz=_DEFAULT_RATE_HZ[scenario] if args.rate is None else args.rate,
+        duration_s=args.duration,
+        out=args.out,
+        server_pids=tuple(args.server_pids),
+        secret=args.secret or os.environ.get("AUTH_JWT_SECRET") or None,
+        token=args.token,
+        tasks=args.tasks,
+        sample=min(args.sample, max(clients, 0)),
+        diagram=args.diagram,
+        connect_concurrency=args.connect_concurrency,
+        setup_timeout_s=args.setup_timeout,
+        drain_s=args.drain,
+        origin=args.origin,
+        progress=not args.quiet,
+    )
