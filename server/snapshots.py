@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 LIVE_EDIT_MESSAGE = "live edit"
 _RETRY_BASE_S = 0.5
 _UNLOAD_RETRIES = 12
+_DEADLINE_SPREAD = 0.25
+# Snapshots render and compare whole documents: a few at a time per worker keeps a wave of
+# them (many rooms reaching their deadline together) from starving the event loop.
+_CONCURRENT_SNAPSHOTS = 2
 
 Edit = Callable[[Doc[Any]], object]
 #: ``change(edit)`` runs ``edit`` on the live document as a server change (broadcast, logged).
@@ -79,6 +83,9 @@ class _Live:
     editors: set[str] = field(default_factory=set)
     recovered: bool = False  # holds updates replayed from the log, of unknown editors
     local_changes: bool = False  # pending changes made here (not only other workers')
+    # A fixed fraction of max_interval_s this room writes early: rooms opened in the same
+    # second would otherwise all reach their deadline in the same second.
+    spread: float = field(default_factory=lambda: random.uniform(0, _DEADLINE_SPREAD))
     first_change_at: float | None = None
     failures: int = 0
     retry_at: float | None = None  # after a failure: no attempt before this, however busy
@@ -121,6 +128,7 @@ class Snapshotter:
         self._blobs = blobs
         self._log = log
         self._lock = lock or LocalSnapshotLock()
+        self._slots = asyncio.Semaphore(_CONCURRENT_SNAPSHOTS)
         self._idle_s = idle_s
         self._max_interval_s = max_interval_s
         self._attempts = conflict_attempts
@@ -237,8 +245,9 @@ class Snapshotter:
         now = self._clock()
         if live.first_change_at is None:
             live.first_change_at = now
-        # Debounce: wait for a pause, but never past max_interval_s after the first change.
-        deadline = live.first_change_at + self._max_interval_s
+        # Debounce: wait for a pause, but never past max_interval_s after the first change
+        # (less this room's own offset, so rooms opened together do not all write at once).
+        deadline = live.first_change_at + self._max_interval_s * (1 - live.spread)
         delay = max(0.0, min(self._idle_s, deadline - now))
         if live.retry_at is not None:
             # The store failed: typing must not turn the backoff into a retry per keystroke.
@@ -357,7 +366,8 @@ class Snapshotter:
             live.editors, live.first_change_at, live.recovered = set(), None, False
             live.local_changes = False
             try:
-                await self._write(key, live, room, editors, recovered=recovered)
+                async with self._slots:
+                    await self._write(key, live, room, editors, recovered=recovered)
             except BaseException:
                 # Not written: the changes are still pending, by the same editors.
                 live.editors |= editors
@@ -379,8 +389,8 @@ class Snapshotter:
             await self._catch_up(key, live, room.doc)
             position = live.log_position
             state = room.doc.get_update()
-            model = read(room.doc)
-            xml = await asyncio.to_thread(render, model)
+            # The state is a copy: reading and rendering it happen off the event loop.
+            model, xml = await asyncio.to_thread(_render_state, state)
             current = await self._store.get(org_id, diagram_id)
             if current.crdt_epoch != epoch:
                 self._give_up(key, "the document was reset by another write")
@@ -430,7 +440,7 @@ class Snapshotter:
         # the room holds exactly that version (a save folded into it): compare the models.
         if live.stored_state is None:
             return False
-        stored = read(doc_from_state(live.stored_state))
+        stored = await asyncio.to_thread(_read_state, live.stored_state)
         return _content(stored) == _content(model)
 
     async def _fold_in(self, current: DiagramRecord, live: _Live, room: LiveDoc) -> None:
@@ -477,6 +487,15 @@ async def _logged(work: Coroutine[Any, Any, object]) -> None:
         await work
     except Exception:
         log.exception("background work of the snapshotter failed")
+
+
+def _read_state(state: bytes) -> BpmnModel:
+    return read(doc_from_state(state))
+
+
+def _render_state(state: bytes) -> tuple[BpmnModel, bytes]:
+    model = _read_state(state)
+    return model, render(model)
 
 
 def _content(model: BpmnModel) -> tuple[object, ...]:
