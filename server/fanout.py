@@ -151,7 +151,7 @@ class Fanout:
         except (ValueError, RuntimeError):
             log.error("room %s: an update from worker %s does not apply", link.key, message.origin)
             return
-        self._spawn(self._snapshots.remote_update(link.key))
+        self._spawn(self._snapshots.remote_update(link.key, message.position))
 
     async def _answer_resync(self, link: _Link, vector: bytes) -> None:
         assert link.doc is not None

@@ -49,14 +49,15 @@ class Journal:
 
     async def accepted(self, key: str, update: bytes, user_id: str | None) -> None:
         """The room ``key`` applied ``update`` from ``user_id``: log, publish, schedule."""
-        await self.share(key, update)
-        await self._snapshots.updated(key, user_id)
+        position = await self.share(key, update)
+        await self._snapshots.updated(key, user_id, position)
 
-    async def share(self, key: str, update: bytes | None) -> None:
-        """Log and publish ``update`` (with anything not logged before; ``None``: just that)."""
+    async def share(self, key: str, update: bytes | None) -> str | None:
+        """Log and publish ``update`` (with anything not logged before; ``None``: just that).
+        Returns its log position, or None when it could not be logged."""
         earlier = self._unlogged.pop(key, None)
         if earlier is None and update is None:
-            return
+            return None
         entry = _merged(earlier, update)
         position = None
         try:
@@ -68,6 +69,7 @@ class Journal:
             log.warning("update of room %s not logged yet (%s); kept for the next append", key, exc)
         if self._publish is not None:
             await self._publish(key, entry, position)
+        return position
 
     def forget(self, key: str) -> None:
         """The room unloaded (its last snapshot holds what was not logged)."""

@@ -45,7 +45,7 @@ from core.histogram import Histogram
 from persistence.content import read_xml
 from persistence.models import DiagramRecord, NewContent
 from persistence.ports import BlobStore, DiagramStore
-from persistence.update_log import UpdateLog, later
+from persistence.update_log import UpdateLog, later, position_key
 from server.documents import Opened, doc_from_state, parse_room_key, replay
 from server.snapshot_lock import LocalSnapshotLock, SnapshotLock
 
@@ -83,6 +83,10 @@ class _Live:
     editors: set[str] = field(default_factory=set)
     recovered: bool = False  # holds updates replayed from the log, of unknown editors
     local_changes: bool = False  # pending changes made here (not only other workers')
+    # Log positions of updates the document holds already, after log_position (appended
+    # here or received over the bus), and the latest of those from other workers.
+    held: set[str] = field(default_factory=set)
+    remote_upto: str | None = None
     # A fixed fraction of max_interval_s this room writes early: rooms opened in the same
     # second would otherwise all reach their deadline in the same second.
     spread: float = field(default_factory=lambda: random.uniform(0, _DEADLINE_SPREAD))
@@ -204,25 +208,33 @@ class Snapshotter:
             live.base_version, live.stored_state = version, state
             live.log_position = later(live.log_position, log_position)
 
-    async def updated(self, key: str, user_id: str | None) -> None:
-        """The room applied an update made here (by ``user_id``, or by the server)."""
+    async def updated(self, key: str, user_id: str | None, position: str | None = None) -> None:
+        """The room applied an update made here (by ``user_id``, or by the server), logged
+        at ``position`` (None: not logged)."""
         live = self._live.get(key)
         if live is None:
             return
         if user_id is not None:
             live.editors.add(user_id)
+        if position is not None:
+            live.held.add(position)
         live.local_changes = True
         self._schedule(key, live)
 
-    async def remote_update(self, key: str) -> None:
-        """The room applied an update from another worker.
+    async def remote_update(self, key: str, position: str | None = None) -> None:
+        """The room applied an update from another worker, logged at ``position``.
 
         That worker snapshots it; this one only stands by, in case it dies first: a
         snapshot ``max_interval_s`` later, which finds the version written and writes
         nothing, unless nobody did.
         """
         live = self._live.get(key)
-        if live is None or live.first_change_at is not None:
+        if live is None:
+            return
+        if position is not None:
+            live.held.add(position)
+            live.remote_upto = later(live.remote_upto, position)
+        if live.first_change_at is not None:
             return  # already pending: the scheduled snapshot covers it
         live.first_change_at = self._clock()
         self._arm(key, live, self._max_interval_s)
@@ -239,7 +251,15 @@ class Snapshotter:
         # applied before they are logged, and the log hands out positions in order. So
         # this position is honest whichever worker appended what.
         entries = await self._log.read_after(key, live.log_position)
-        live.log_position = replay(doc, entries, live.log_position, key=key)
+        if not entries:
+            return
+        # What the room applied already (its own updates, those the bus brought) needs no
+        # second application: only what the bus lost does.
+        missing = [entry for entry in entries if entry.position not in live.held]
+        replay(doc, missing, live.log_position, key=key)
+        live.log_position = entries[-1].position
+        upto = position_key(live.log_position)
+        live.held = {p for p in live.held if position_key(p) > upto}
 
     def _schedule(self, key: str, live: _Live) -> None:
         now = self._clock()
@@ -367,7 +387,9 @@ class Snapshotter:
             live.local_changes = False
             try:
                 async with self._slots:
-                    await self._write(key, live, room, editors, recovered=recovered)
+                    await self._write(
+                        key, live, room, editors, recovered=recovered, local=local or recovered
+                    )
             except BaseException:
                 # Not written: the changes are still pending, by the same editors.
                 live.editors |= editors
@@ -380,10 +402,19 @@ class Snapshotter:
                 await self._lock.release(key)
 
     async def _write(
-        self, key: str, live: _Live, room: LiveDoc, editors: set[str], *, recovered: bool
+        self,
+        key: str,
+        live: _Live,
+        room: LiveDoc,
+        editors: set[str],
+        *,
+        recovered: bool,
+        local: bool = True,
     ) -> None:
         org_id, diagram_id, epoch = parse_room_key(key)
         started = time.perf_counter()
+        if not local and await self._written_elsewhere(org_id, diagram_id, live, room):
+            return
         for _ in range(self._attempts):
             # Catch up, then position, then state: every entry up to the position is in it.
             await self._catch_up(key, live, room.doc)
@@ -430,6 +461,30 @@ class Snapshotter:
                 await self._trim(key, position)
             return
         self._give_up(key, f"the version kept moving ({self._attempts} tries)")
+
+    async def _written_elsewhere(
+        self, org_id: str, diagram_id: str, live: _Live, room: LiveDoc
+    ) -> bool:
+        """A standby snapshot (only other workers' updates pending): did they write it?
+
+        When the stored version includes every update the bus brought, its worker wrote
+        it: merge it (nothing new, normally) and rebase, with no log read and no render.
+        """
+        if live.remote_upto is None:
+            return False
+        current = await self._store.get(org_id, diagram_id)
+        if current.log_position is None or current.crdt_state is None:
+            return False
+        if position_key(current.log_position) < position_key(live.remote_upto):
+            return False
+        if current.summary.version != live.base_version:
+            await self._fold_in(current, live, room)
+        # The document holds that version now, so every entry up to its position too.
+        live.log_position = later(live.log_position, current.log_position)
+        upto = position_key(current.log_position)
+        live.held = {p for p in live.held if position_key(p) > upto}
+        self.metrics.unchanged += 1
+        return True
 
     async def _unchanged(
         self, current: DiagramRecord, live: _Live, model: BpmnModel, xml: bytes
