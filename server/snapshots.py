@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 LIVE_EDIT_MESSAGE = "live edit"
 _RETRY_BASE_S = 0.5
 _UNLOAD_RETRIES = 12
-_DEADLINE_SPREAD = 0.25
+_FIRST_DEADLINE_SPREAD = 0.9
 # Snapshots render and compare whole documents: a few at a time per worker keeps a wave of
 # them (many rooms reaching their deadline together) from starving the event loop.
 _CONCURRENT_SNAPSHOTS = 2
@@ -87,9 +87,10 @@ class _Live:
     # here or received over the bus), and the latest of those from other workers.
     held: set[str] = field(default_factory=set)
     remote_upto: str | None = None
-    # A fixed fraction of max_interval_s this room writes early: rooms opened in the same
-    # second would otherwise all reach their deadline in the same second.
-    spread: float = field(default_factory=lambda: random.uniform(0, _DEADLINE_SPREAD))
+    # How much of max_interval_s this room's first deadline comes early: rooms opened in
+    # the same second (a server restart, a load test) would otherwise keep writing in the
+    # same second, every interval. A random phase once spreads them for good.
+    phase: float = field(default_factory=lambda: random.uniform(0, _FIRST_DEADLINE_SPREAD))
     first_change_at: float | None = None
     failures: int = 0
     retry_at: float | None = None  # after a failure: no attempt before this, however busy
@@ -266,8 +267,8 @@ class Snapshotter:
         if live.first_change_at is None:
             live.first_change_at = now
         # Debounce: wait for a pause, but never past max_interval_s after the first change
-        # (less this room's own offset, so rooms opened together do not all write at once).
-        deadline = live.first_change_at + self._max_interval_s * (1 - live.spread)
+        # (the first time, less this room's own phase, so rooms opened together spread).
+        deadline = live.first_change_at + self._max_interval_s * (1 - live.phase)
         delay = max(0.0, min(self._idle_s, deadline - now))
         if live.retry_at is not None:
             # The store failed: typing must not turn the backoff into a retry per keystroke.
@@ -455,6 +456,7 @@ class Snapshotter:
             except VersionConflict:
                 continue  # someone wrote between our read and our save: look again
             live.base_version, live.stored_state = saved.summary.version, state
+            live.phase = 0.0
             self.metrics.written += 1
             self.metrics.duration_seconds.observe(time.perf_counter() - started)
             if position is not None:
