@@ -35,6 +35,7 @@ class Kind(enum.IntEnum):
     AWARENESS = 2  # payload: a y-protocols awareness update
     RESYNC = 3  # payload: the sender's state vector; answer with what it lacks
     QUERY_AWARENESS = 4  # payload: empty; answer with the awareness states you hold
+    RESET = 5  # payload: empty; the room's document was replaced (new epoch): close its clients
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import Any
 from pycrdt import Doc
 
 from core.errors import InvalidInput
+from rooms.client import CloseCode
 from rooms.protocol import AwarenessEntry, encode_awareness
 from rooms.room import Room
 from rooms.validation import adds_content, state_vector
@@ -34,6 +35,8 @@ from server.journal import Journal
 from server.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
+
+RESET_REASON = "the document was reset; reload it"
 
 
 @dataclass(eq=False)
@@ -107,6 +110,12 @@ class Fanout:
     async def publish_update(self, key: str, update: bytes, position: str | None) -> None:
         await self._publish(BusMessage(Kind.UPDATE, key, self.bus.worker_id, update, position))
 
+    async def reset(self, key: str, room: Room | None) -> None:
+        """The document of room ``key`` was replaced: close its clients here and elsewhere."""
+        if room is not None:
+            room.close_clients(int(CloseCode.DOCUMENT_RESET), RESET_REASON)
+        await self._publish(BusMessage(Kind.RESET, key, self.bus.worker_id))
+
     def publish_awareness(self, key: str, entries: list[AwarenessEntry]) -> None:
         message = BusMessage(Kind.AWARENESS, key, self.bus.worker_id, encode_awareness(entries))
         self._spawn(self._publish(message))
@@ -142,6 +151,9 @@ class Fanout:
             case Kind.RESYNC:
                 if link.doc is not None:
                     await self._answer_resync(link, message.payload)
+            case Kind.RESET:
+                if link.room is not None:
+                    link.room.close_clients(int(CloseCode.DOCUMENT_RESET), RESET_REASON)
 
     def _apply_update(self, link: _Link, message: BusMessage) -> None:
         assert link.doc is not None

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.documents import room_key
 from server.services import ServiceOverrides
 from server.settings import Settings
 from server.snapshot_lock import LocalSnapshotLock
@@ -93,3 +94,21 @@ async def _revs(client: httpx.AsyncClient, diagram_id: str) -> list[int]:
     page = (await client.get(f"/api/diagrams/{diagram_id}/versions", params={"limit": 100})).json()
     assert not page["hasMore"]
     return [item["rev"] for item in page["data"]]
+
+
+async def test_a_reset_on_one_worker_closes_the_rooms_clients_on_the_others(
+    tmp_path: Path, postgres_dsn: str, redis_url: str
+) -> None:
+    org = unique_org()
+    async with (
+        run_server(worker_settings(tmp_path, "a", postgres_dsn, redis_url)) as a,
+        run_server(worker_settings(tmp_path, "b", postgres_dsn, redis_url)) as b,
+        a.client(a.token(user="ann", org=org)) as client,
+    ):
+        diagram_id = await new_diagram(client)
+        _, token = await room_token(client, diagram_id)
+        async with joined(_ws(b), diagram_id, token) as bob:
+            key = room_key(org, diagram_id, 0)
+            # Worker a has no room open; its save replaced the document (epoch moved).
+            await a.app.state.services.fanout.reset(key, a.app.state.services.rooms.room(key))
+            assert await bob.wait_closed() == 4409

@@ -184,12 +184,17 @@ async def _write_version(
 ) -> Response:
     """The one REST write path: the optimistic save, folded into a live room if one is open."""
     live = None
+    epoch_before = None
     if content is not None:
         live = await prepare_fold(
             services, principal.org_id, diagram_id, expected_version, content.xml
         )
         if live is not None:
             content = replace(content, crdt_state=live.state, log_position=live.log_position)
+        else:
+            # No document to fold into: the one case a save may replace a document a room
+            # just built (see docs/protocol.md), so note the epoch to see if it moved.
+            epoch_before = (await services.store.get(principal.org_id, diagram_id)).crdt_epoch
     record = await services.store.save(
         principal.org_id,
         diagram_id,
@@ -201,6 +206,9 @@ async def _write_version(
     )
     if live is not None:
         await apply_fold(services, live, version=record.summary.version, user_id=principal.user_id)
+    elif epoch_before is not None and record.crdt_epoch != epoch_before:
+        old_room = room_key(principal.org_id, diagram_id, epoch_before)
+        await services.fanout.reset(old_room, services.rooms.room(old_room))
     await services.list_cache.invalidate(principal.org_id)
     return json_response(
         DiagramSummaryOut.of(record.summary),
