@@ -14,15 +14,12 @@ organization in ``app.org_id`` exactly as the store does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Self, TypeAlias
+from contextlib import AbstractAsyncContextManager
+from typing import Self
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
-from core.errors import CollabError, StoreUnavailable
-from persistence.driver_errors import pg_errors
+from core.errors import CollabError
 from persistence.outbox import (
     OutboxBacklog,
     OutboxEvent,
@@ -30,12 +27,8 @@ from persistence.outbox import (
     check_delay,
     clip_error,
 )
+from persistence.pg_pool import Connection, PgPool
 from persistence.rows import canonical_id, int4, json_object, utc_datetime
-
-Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
-
-_CONNECT_TIMEOUT_S = 10.0
-_ACQUIRE_TIMEOUT_S = 30.0
 
 # now() is the transaction's start: one clock (the database's) for every processor.
 _CLAIM = """
@@ -76,16 +69,6 @@ WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL
   AND (thumbnail_version IS NULL OR thumbnail_version < $3)
 RETURNING thumbnail_version
 """
-# set_config(..., true) is SET LOCAL with the value as a bound parameter.
-_SCOPE = "SELECT set_config('app.org_id', $1, true)"
-_SCOPE_AS_ROLE = "SELECT set_config('app.org_id', $1, true), set_config('role', $2, true)"
-# Usable: we may SET ROLE to it and this database's migration granted it the outbox.
-_ROLE_USABLE = """
-SELECT coalesce((SELECT pg_has_role(current_user, r.oid, 'MEMBER')
-                        AND coalesce(has_table_privilege(r.oid, to_regclass('outbox_events'),
-                                                         'UPDATE'), false)
-                 FROM pg_roles r WHERE r.rolname = $1), false)
-"""
 
 
 class PostgresOutbox:
@@ -97,63 +80,26 @@ class PostgresOutbox:
         pool_max: int = 2,
         app_role: str | None = "bpmn_collab_app",
     ) -> None:
-        self._dsn = dsn
-        self._pool_min = pool_min
-        self._pool_max = pool_max
-        self._app_role = app_role
-        self._role_active = False
-        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._db = PgPool(
+            dsn, pool_min=pool_min, pool_max=pool_max, app_role=app_role, what="outbox"
+        )
 
     async def __aenter__(self) -> Self:
-        with pg_errors():
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._pool_min,
-                max_size=self._pool_max,
-                timeout=_CONNECT_TIMEOUT_S,
-            )
-        self._pool = pool
-        try:
-            # After the store migrated (the composition root enters this later), so the
-            # role's grants are there to be seen.
-            if self._app_role is not None:
-                async with self._connection() as conn:
-                    self._role_active = bool(await conn.fetchval(_ROLE_USABLE, self._app_role))
-        except BaseException:
-            self._pool = None
-            await pool.close()
-            raise
+        # After the store migrated (the composition root enters this later), so the
+        # role's grants are there to be seen.
+        await self._db.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._db.close()
 
     @property
     def uses_app_role(self) -> bool:
-        return self._role_active
+        return self._db.role_active
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        pool = self._pool
-        if pool is None:
-            raise StoreUnavailable("the Postgres outbox is not open")
-        with pg_errors():
-            async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
-                yield conn
-
-    @asynccontextmanager
-    async def _transaction(self, org_id: str = "") -> AsyncIterator[Connection]:
+    def _transaction(self, org_id: str = "") -> AbstractAsyncContextManager[Connection]:
         """A transaction scoped to ``org_id`` ("" sees no organization's diagrams)."""
-        async with self._connection() as conn:
-            with pg_errors():
-                async with conn.transaction():
-                    if self._role_active:
-                        await conn.execute(_SCOPE_AS_ROLE, org_id, self._app_role)
-                    else:
-                        await conn.execute(_SCOPE, org_id)
-                    yield conn
+        return self._db.transaction(org_id)
 
     # --- Outbox -------------------------------------------------------------------------------
 

@@ -9,17 +9,11 @@ a query that forgot its org filter still sees one org only.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Self, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any, Self
 
 from core.errors import (
     DiagramExists,
     DiagramNotFound,
-    StoreUnavailable,
     VersionConflict,
     VersionNotFound,
 )
@@ -30,7 +24,6 @@ from persistence.cursor import (
     encode_diagram_cursor,
     encode_version_cursor,
 )
-from persistence.driver_errors import pg_errors
 from persistence.migrator import migrate_postgres
 from persistence.models import (
     DiagramRecord,
@@ -40,6 +33,7 @@ from persistence.models import (
     Principal,
     VersionRecord,
 )
+from persistence.pg_pool import PgPool
 from persistence.ports import BlobStore
 from persistence.rows import (
     EPOCH_AFTER_NEW_XML,
@@ -61,14 +55,6 @@ from persistence.rows import (
 )
 
 log = logging.getLogger(__name__)
-
-# A string: asyncpg's classes are generic only in its stubs.
-Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
-
-_CONNECT_TIMEOUT_S = 10.0
-# Waiting longer than this for a pooled connection means the database is
-# saturated; the caller gets StoreUnavailable (retryable) instead of hanging.
-_ACQUIRE_TIMEOUT_S = 30.0
 
 _SUMMARY_COLUMNS = (
     "id, org_id, project_id, title, version, element_count, thumbnail_url, created_by, "
@@ -98,18 +84,6 @@ INSERT INTO outbox_events (org_id, diagram_id, type, payload) VALUES ($1, $2::uu
 _LIVE_DIAGRAM = (
     "SELECT version FROM diagrams WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL"
 )
-# set_config('role', ..., true) is SET LOCAL ROLE with the name as a bound parameter.
-_SCOPE = "SELECT set_config('app.org_id', $1, true)"
-_SCOPE_AS_ROLE = "SELECT set_config('app.org_id', $1, true), set_config('role', $2, true)"
-# Usable: the role exists, we may SET ROLE to it, and this database's migration
-# granted it the tables (roles are cluster-wide, grants are not).
-_ROLE_STATE = """
-SELECT to_regclass('diagrams') IS NOT NULL AS migrated,
-       coalesce((SELECT pg_has_role(current_user, r.oid, 'MEMBER')
-                        AND coalesce(has_table_privilege(r.oid, to_regclass('diagrams'), 'UPDATE'),
-                                     false)
-                 FROM pg_roles r WHERE r.rolname = $1), false) AS usable
-"""
 
 
 class PostgresDiagramStore:
@@ -123,95 +97,41 @@ class PostgresDiagramStore:
         pool_max: int = 10,
         app_role: str | None = "bpmn_collab_app",
     ) -> None:
-        self._dsn = dsn
         self._blobs = blobs
         self._inline_max_bytes = inline_max_bytes
-        self._pool_min = pool_min
-        self._pool_max = pool_max
-        self._app_role = app_role
-        self._role_active = False
-        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._db = PgPool(
+            dsn, pool_min=pool_min, pool_max=pool_max, app_role=app_role, what="store"
+        )
 
     @property
     def uses_app_role(self) -> bool:
         """Whether transactions run as the restricted role (RLS enforced even for superusers)."""
-        return self._role_active
+        return self._db.role_active
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        with pg_errors():
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._pool_min,
-                max_size=self._pool_max,
-                timeout=_CONNECT_TIMEOUT_S,
-            )
-        self._pool = pool
-        try:
-            await self._detect_app_role()
-        except BaseException:
-            self._pool = None
-            await pool.close()
-            raise
+        await self._db.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _detect_app_role(self) -> None:
-        """Check once (and again after migrating) whether the app role can be used."""
-        if self._app_role is None:
-            self._role_active = False
-            return
-        async with self._connection() as conn:
-            state = await conn.fetchrow(_ROLE_STATE, self._app_role)
-        self._role_active = bool(state is not None and state["usable"])
-        if not self._role_active and state is not None and state["migrated"]:
-            log.warning(
-                "role %r is not usable; Postgres row-level security is only enforced "
-                "if the connecting user is neither superuser nor BYPASSRLS",
-                self._app_role,
-            )
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        pool = self._pool
-        if pool is None:
-            raise StoreUnavailable("the Postgres store is not open")
-        with pg_errors():
-            async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
-                yield conn
-
-    @asynccontextmanager
-    async def _transaction(self, org_id: str) -> AsyncIterator[Connection]:
-        """A transaction scoped to ``org_id`` for the row-level security policies."""
-        async with self._connection() as conn:
-            with pg_errors():
-                async with conn.transaction():
-                    if self._role_active:
-                        await conn.execute(_SCOPE_AS_ROLE, org_id, self._app_role)
-                    else:
-                        await conn.execute(_SCOPE, org_id)
-                    yield conn
+        await self._db.close()
 
     # --- DiagramStore -------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             applied = await migrate_postgres(conn)
         if applied:
             log.info("applied Postgres migrations %s", applied)
-        await self._detect_app_role()
+        await self._db.detect_role()
 
     async def ping(self) -> None:
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             await conn.fetchval("SELECT 1")
 
     async def ensure_principal(self, principal: Principal) -> None:
-        async with self._transaction(principal.org_id) as conn:
+        async with self._db.transaction(principal.org_id) as conn:
             await conn.execute(
                 "INSERT INTO organizations (id) VALUES ($1) ON CONFLICT DO NOTHING",
                 principal.org_id,
@@ -241,7 +161,7 @@ class PostgresDiagramStore:
     ) -> DiagramRecord:
         diagram_id = new_diagram_id(diagram_id)
         planned = plan_xml(diagram_id, 1, content.xml, inline_max_bytes=self._inline_max_bytes)
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO diagrams (id, org_id, project_id, title, xml_inline, xml_blob_key,
@@ -278,7 +198,7 @@ class PostgresDiagramStore:
 
     async def get(self, org_id: str, diagram_id: str) -> DiagramRecord:
         canonical = existing_id(diagram_id)
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             row = await conn.fetchrow(
                 f"SELECT {_DIAGRAM_COLUMNS} FROM diagrams "  # noqa: S608 - constant columns
                 "WHERE id = $1::uuid AND org_id = $2 AND deleted_at IS NULL",
@@ -326,7 +246,7 @@ class PostgresDiagramStore:
             f"SELECT {_SUMMARY_COLUMNS} FROM diagrams WHERE {' AND '.join(clauses)} "  # noqa: S608
             f"ORDER BY updated_at DESC, id DESC LIMIT {param(limit + 1)}"
         )
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             rows = await conn.fetch(sql, *args)
         return page_of(
             rows,
@@ -348,7 +268,7 @@ class PostgresDiagramStore:
     ) -> DiagramRecord:
         canonical = existing_id(diagram_id)
         guard = (canonical, org_id, int4(expected_version))
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             # clock_timestamp(), not now(): evaluated once the row lock is ours,
             # so a save always moves updated_at past the save it waited for.
             if content is None:
@@ -414,7 +334,7 @@ class PostgresDiagramStore:
         self, org_id: str, diagram_id: str, *, version: int, crdt_state: bytes
     ) -> bytes:
         canonical = existing_id(diagram_id)
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             # FOR UPDATE: a caller that waited for the row lock reads the row as
             # the first one committed it, and nothing changes it before our update.
             live = await conn.fetchrow(
@@ -448,7 +368,7 @@ class PostgresDiagramStore:
 
     async def bump_epoch(self, org_id: str, diagram_id: str) -> int:
         canonical = existing_id(diagram_id)
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             epoch = await conn.fetchval(
                 """
                 UPDATE diagrams
@@ -465,7 +385,7 @@ class PostgresDiagramStore:
 
     async def delete(self, org_id: str, diagram_id: str) -> None:
         canonical = existing_id(diagram_id)
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             version = await conn.fetchval(
                 """
                 UPDATE diagrams SET deleted_at = now()
@@ -491,7 +411,7 @@ class PostgresDiagramStore:
         check_limit(limit)
         canonical = existing_id(diagram_id)
         before_rev = decode_version_cursor(cursor) if cursor is not None else None
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             if await conn.fetchval(_LIVE_DIAGRAM, canonical, org_id) is None:
                 raise DiagramNotFound(diagram_id)
             rows = await conn.fetch(
@@ -509,7 +429,7 @@ class PostgresDiagramStore:
 
     async def get_version(self, org_id: str, diagram_id: str, rev: int) -> VersionRecord:
         canonical = existing_id(diagram_id)
-        async with self._transaction(org_id) as conn:
+        async with self._db.transaction(org_id) as conn:
             if await conn.fetchval(_LIVE_DIAGRAM, canonical, org_id) is None:
                 raise DiagramNotFound(diagram_id)
             row = await conn.fetchrow(
