@@ -9,18 +9,15 @@ the write lock and two claims could not interleave anyway.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
 import aiosqlite
 
-from core.errors import StoreUnavailable
-from persistence.driver_errors import rollback_quietly, sqlite_errors
 from persistence.outbox import (
     OutboxBacklog,
     OutboxEvent,
@@ -29,6 +26,7 @@ from persistence.outbox import (
     clip_error,
 )
 from persistence.rows import canonical_id, iso_utc, json_object, utc_datetime
+from persistence.sqlite_connection import SqliteConnection
 
 # Timestamps are fixed-width ISO text (``iso_utc``), so text comparison is time order.
 _DUE = """
@@ -61,48 +59,20 @@ class SqliteOutbox:
         busy_timeout_ms: int = 5000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._path = path
-        self._busy_timeout_ms = busy_timeout_ms
         self._clock = clock
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        # The store made the file WAL already; saying so again costs nothing and keeps
+        # this connection from ever taking the rollback journal.
+        self._db = SqliteConnection(path, busy_timeout_ms=busy_timeout_ms, what="outbox")
 
     async def __aenter__(self) -> Self:
-        with sqlite_errors():
-            conn = await aiosqlite.connect(self._path, isolation_level=None)
-        try:
-            with sqlite_errors():
-                conn.row_factory = sqlite3.Row
-                await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                # The store made the file WAL already; saying so again costs nothing
-                # and keeps this connection from ever taking the rollback journal.
-                await conn.execute("PRAGMA journal_mode = WAL")
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        await self._db.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            async with self._lock:
-                await conn.close()
+        await self._db.close()
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreUnavailable("the SQLite outbox is not open")
-            with sqlite_errors():
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await rollback_quietly(conn)
-                    raise
+    def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        return self._db.transaction(write=True)
 
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -119,12 +89,8 @@ class SqliteOutbox:
         }
         # An idle processor polls often: look without the write lock first, so polling
         # an empty outbox never makes the store's writes wait.
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreUnavailable("the SQLite outbox is not open")
-            with sqlite_errors():
-                due = await conn.execute_fetchall(_DUE, {**params, "limit": 1})
+        async with self._db.locked() as conn:
+            due = await conn.execute_fetchall(_DUE, {**params, "limit": 1})
         if not due:
             return []
         async with self._transaction() as conn:

@@ -1,21 +1,16 @@
 """``DiagramStore`` on one SQLite file: the embedded default.
 
-One connection (aiosqlite runs it on its own thread) and one asyncio lock.
-Every operation holds the lock for its whole transaction: a write with
-``BEGIN IMMEDIATE`` (taking SQLite's write lock up front, so a second process
-waits ``busy_timeout`` instead of failing mid-transaction), a read with a plain
-``BEGIN`` for a consistent snapshot. Reads take the lock too because they share
-the connection: a read interleaved with a write transaction (which awaits the
-blob store) would otherwise see that write's uncommitted rows.
+One connection and one lock for whole transactions (``persistence/sqlite_connection.py``:
+writes take SQLite's write lock up front with ``BEGIN IMMEDIATE``, reads get a consistent
+snapshot); ``synchronous`` stays FULL, so an acknowledged save survives a power cut.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -25,7 +20,6 @@ import aiosqlite
 from core.errors import (
     DiagramExists,
     DiagramNotFound,
-    StoreUnavailable,
     VersionConflict,
     VersionNotFound,
 )
@@ -36,7 +30,6 @@ from persistence.cursor import (
     encode_diagram_cursor,
     encode_version_cursor,
 )
-from persistence.driver_errors import rollback_quietly, sqlite_errors
 from persistence.migrator import migrate_sqlite
 from persistence.models import (
     DiagramRecord,
@@ -67,6 +60,7 @@ from persistence.rows import (
     title_matches,
     version_from_row,
 )
+from persistence.sqlite_connection import SqliteConnection
 
 log = logging.getLogger(__name__)
 
@@ -112,68 +106,25 @@ class SqliteDiagramStore:
         self._path = path
         self._blobs = blobs
         self._inline_max_bytes = inline_max_bytes
-        self._busy_timeout_ms = busy_timeout_ms
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db = SqliteConnection(path, busy_timeout_ms=busy_timeout_ms, what="store")
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        try:
-            await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot create the folder of {self._path}: {exc}") from exc
-        with sqlite_errors():
-            # isolation_level=None: the sqlite3 module must not open transactions
-            # behind our back; every BEGIN here is explicit.
-            conn = await aiosqlite.connect(self._path, isolation_level=None)
-        try:
-            with sqlite_errors():
-                conn.row_factory = sqlite3.Row
-                # busy_timeout first, so switching to WAL waits out another process.
-                await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                await conn.execute("PRAGMA journal_mode = WAL")
-                await conn.execute("PRAGMA foreign_keys = ON")
-                # synchronous stays FULL (the default): a commit the API acknowledged
-                # must survive a power cut, not just stay uncorrupted.
-                await conn.create_function(
-                    _TITLE_MATCH_FUNCTION, 2, _title_matches_sql, deterministic=True
-                )
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        await self._db.open(_set_up)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            async with self._lock:
-                await conn.close()
+        await self._db.close()
 
-    @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreUnavailable("the SQLite store is not open")
-            with sqlite_errors():
-                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield conn
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await rollback_quietly(conn)
-                    raise
+    def _transaction(self, *, write: bool) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        return self._db.transaction(write=write)
 
     # --- DiagramStore -------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        async with self._lock:
-            if self._conn is None:
-                raise StoreUnavailable("the SQLite store is not open")
-            with sqlite_errors():
-                applied = await migrate_sqlite(self._conn)
+        async with self._db.locked() as conn:
+            applied = await migrate_sqlite(conn)
         if applied:
             log.info("applied SQLite migrations %s to %s", applied, self._path)
 
@@ -506,6 +457,13 @@ class SqliteDiagramStore:
 
 def _now() -> str:
     return iso_utc(datetime.now(UTC))
+
+
+async def _set_up(conn: aiosqlite.Connection) -> None:
+    await conn.execute("PRAGMA foreign_keys = ON")
+    # synchronous stays FULL (the default): a commit the API acknowledged must survive a
+    # power cut, not just stay uncorrupted.
+    await conn.create_function(_TITLE_MATCH_FUNCTION, 2, _title_matches_sql, deterministic=True)
 
 
 def _first(rows: Iterable[sqlite3.Row]) -> sqlite3.Row | None:
