@@ -70,8 +70,9 @@ class BenchConfig:
         return values
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", choices=SCENARIOS)
+def add_arguments(parser: argparse.ArgumentParser, scenario: str) -> None:
+    """The options of one scenario's verb (``bpmn-collab bench rooms ...``)."""
+    parser.set_defaults(scenario=scenario)
     parser.add_argument(
         "--target", default="http://127.0.0.1:8000", help="server base URL (loopback only)"
     )

@@ -26,9 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "bench":
-            from bench.main import main as bench_main
+            from bench.cli import run as run_bench
 
-            return bench_main(args)
+            return run_bench(args)
         if args.command == "check":
             from bpmn.check import check_files
 
@@ -64,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
-    from bench.config import add_arguments as add_bench_arguments
+    from bench.cli import add_commands as add_bench_commands
 
-    add_bench_arguments(
+    add_bench_commands(
         commands.add_parser("bench", help="load-test a server on loopback (see bench/README.md)")
     )
 

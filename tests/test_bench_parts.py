@@ -248,9 +248,9 @@ def test_edits_are_updates_another_document_shows() -> None:
 # --- configuration --------------------------------------------------------------------------
 
 
-def _config(*argv: str) -> BenchConfig:
+def _config(scenario: str, *argv: str) -> BenchConfig:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_arguments(parser, scenario)
     return config_from_args(parser.parse_args(argv))
 
 
