@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
 from types import TracebackType
@@ -112,7 +113,10 @@ class Client:
         self.metrics = metrics or Metrics()
         self.close_code: int | None = None
         self.close_reason = ""
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=self.limits.outbox_size)
+        # A deque and one wake-up future rather than an asyncio.Queue: offer() runs for every
+        # client on every update, and the queue's getter bookkeeping was a visible share of it.
+        self._outbox: deque[bytes] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
         self._message_rate = TokenBucket(
             self.limits.messages_per_s, self.limits.message_burst, clock
         )
@@ -143,11 +147,13 @@ class Client:
         """
         if self.closed:
             return False
-        try:
-            self._outbox.put_nowait(data)
-        except asyncio.QueueFull:
+        if len(self._outbox) >= self.limits.outbox_size:
             self.close(CloseCode.TRY_AGAIN_LATER, "overloaded: you fell too far behind")
             return False
+        self._outbox.append(data)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return True
 
     # --- receiving --------------------------------------------------------------------------
@@ -202,13 +208,21 @@ class Client:
             log.debug("closing %s failed: %r", self, exc)
 
     async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        outbox = self._outbox
         while True:
-            data = await self._outbox.get()
+            while outbox:
+                data = outbox.popleft()
+                try:
+                    await self.transport.send(data)
+                except Exception as exc:
+                    log.debug("sending to %s failed: %r", self, exc)
+                    self.close(CloseCode.LOST, "connection lost")
+                    return
+                self.metrics.messages_out += 1
+                self.metrics.bytes_out += len(data)
+            self._wakeup = loop.create_future()
             try:
-                await self.transport.send(data)
-            except Exception as exc:
-                log.debug("sending to %s failed: %r", self, exc)
-                self.close(CloseCode.LOST, "connection lost")
-                return
-            self.metrics.messages_out += 1
-            self.metrics.bytes_out += len(data)
+                await self._wakeup
+            finally:
+                self._wakeup = None

@@ -14,10 +14,10 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, cast
+from typing import cast
 
 from starlette.types import Message
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from core.errors import CollabError, InvalidInput, PermissionDenied, Unauthenticated
 from rooms.client import CloseCode, close_code_for
@@ -98,20 +98,14 @@ async def _join(
             role=grant.role,
             connection_id=connection_id,
         ) as session:
-            closed = asyncio.ensure_future(session.wait_closed())
             expiry = asyncio.ensure_future(
                 _expire(session, grant.expires_at, services.ws.token_expiry_grace_s)
             )
             try:
-                while not session.closed:
-                    data = await _next_frame(websocket, closed)
-                    if data is None:
-                        break
-                    await session.receive(data)
+                await _FramePump(websocket, session).run()
             except InvalidInput as exc:
                 await transport.close(int(CloseCode.MALFORMED), exc.detail)
             finally:
-                closed.cancel()
                 expiry.cancel()
     except CollabError as exc:
         log.info("room refused: %s", exc.detail)
@@ -145,24 +139,49 @@ def _retire_older_room(services: Services, grant: RoomGrant) -> None:
         older.close_clients(int(CloseCode.DOCUMENT_RESET), "the document was reset; reload it")
 
 
-async def _next_frame(websocket: WebSocket, closed: asyncio.Future[None]) -> bytes | None:
-    """The next binary frame, or None once the peer or the room ended the session."""
-    receiving: asyncio.Future[Message] = asyncio.ensure_future(websocket.receive())
-    waiting: set[asyncio.Future[Any]] = {receiving, closed}
-    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    if receiving not in done:
-        receiving.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-            await receiving
-        return None
-    message = receiving.result()
-    if message["type"] == "websocket.disconnect":
-        return None
-    data = message.get("bytes")
-    if data is None:
-        # y-websocket sends binary frames only; text is a broken or foreign client.
-        raise InvalidInput("send binary y-protocols frames, not text")
-    return cast(bytes, data)
+class _FramePump:
+    """Hands each frame the peer sends to the room, until the peer leaves or the room closes
+    the session.
+
+    One task reads for the whole connection (a task per frame would cost more than many a
+    frame's handling). When the room closes the session, a read waiting for the next frame is
+    cancelled at once; a frame the room is handling is never interrupted: the loop ends after
+    it.
+    """
+
+    def __init__(self, websocket: WebSocket, session: Session) -> None:
+        self._websocket = websocket
+        self._session = session
+        self._waiting = False
+
+    async def run(self) -> None:
+        reader = asyncio.ensure_future(self._read())
+        closed = asyncio.ensure_future(self._session.wait_closed())
+        try:
+            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not reader.done():
+                if self._waiting:
+                    reader.cancel()
+                await asyncio.wait({reader})
+        if not reader.cancelled():
+            reader.result()  # what the read raised: a text frame, say
+
+    async def _read(self) -> None:
+        while not self._session.closed:
+            self._waiting = True
+            try:
+                message: Message = await self._websocket.receive()
+            finally:
+                self._waiting = False
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                # y-websocket sends binary frames only; text is a broken or foreign client.
+                raise InvalidInput("send binary y-protocols frames, not text")
+            await self._session.receive(cast(bytes, data))
 
 
 async def _admit(websocket: WebSocket, services: Services, diagram_id: str) -> RoomGrant:
