@@ -2,4 +2,6 @@ import sys
 
 from server.cli import main
 
-sys.exit(main())
+# Guarded: worker processes may import the main module again (multiprocessing).
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ from typing import Any, Self
 from core.errors import CollabError, InvalidInput
 from persistence.outbox import Outbox, OutboxBacklog, OutboxEvent
 from persistence.ports import BlobStore, DiagramStore
+from server.cpu_pool import CpuPool
 from server.settings import Settings
 from server.thumbnailer import Thumbnailer
 
@@ -228,6 +229,7 @@ async def open_outbox(
     blobs: BlobStore,
     *,
     on_thumbnail: Callable[[str], Awaitable[None]] | None = None,
+    cpu: CpuPool | None = None,
 ) -> AsyncIterator[OutboxProcessor]:
     """The outbox of the settings' database, processed with the thumbnail handler.
 
@@ -241,6 +243,7 @@ async def open_outbox(
             outbox,
             xml_limits=settings.limits.xml_limits(),
             on_changed=on_thumbnail,
+            cpu=cpu,
         )
         config = settings.outbox
         async with OutboxProcessor(

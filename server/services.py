@@ -29,6 +29,7 @@ from rooms.limits import Limits
 from rooms.registry import RoomRegistry
 from server.auth import load_or_create_secret
 from server.bus import Bus, InProcessBus
+from server.cpu_pool import CpuPool, ProcessCpuPool, ThreadCpuPool
 from server.documents import DocumentLoader
 from server.fanout import Fanout
 from server.journal import Journal
@@ -140,6 +141,14 @@ async def open_services(
             bus = await stack.enter_async_context(InProcessBus())
             snapshot_lock = LocalSnapshotLock()
         snapshot_lock = overrides.snapshot_lock or snapshot_lock
+        cpu: CpuPool = ThreadCpuPool()
+        if settings.snapshot.worker_processes:
+            cpu = await stack.enter_async_context(
+                ProcessCpuPool(
+                    processes=settings.snapshot.worker_processes,
+                    nice=settings.snapshot.worker_nice,
+                )
+            )
         snapshots = await stack.enter_async_context(
             Snapshotter(
                 store,
@@ -150,13 +159,14 @@ async def open_services(
                 max_interval_s=settings.snapshot.max_interval_s,
                 conflict_attempts=settings.snapshot.conflict_attempts,
                 xml_limits=limits.xml_limits(),
+                cpu=cpu,
             )
         )
         # The outbox processor (thumbnails). Its outbox is the settings' database, so a
         # store swapped in by a test, on a database of its own, gets no processor.
         outbox = (
             await stack.enter_async_context(
-                open_outbox(settings, store, blobs, on_thumbnail=list_cache.invalidate)
+                open_outbox(settings, store, blobs, on_thumbnail=list_cache.invalidate, cpu=cpu)
             )
             if settings.outbox.enabled and overrides.store is None
             else None

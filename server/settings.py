@@ -142,6 +142,11 @@ class SnapshotSettings(BaseSettings):
     max_interval_s: float = Field(30.0, gt=0, le=24 * 3600)
     # Refresh-fold-retry rounds when other writes keep moving the version.
     conflict_attempts: int = Field(5, ge=1, le=100)
+    # Rendering snapshots and drawing thumbnails run in worker processes at a lower CPU
+    # priority (niceness added), so they never hold the GIL or a core against the live
+    # rooms; 0 runs them in threads of the server's own process.
+    worker_processes: int = Field(1, ge=0, le=16)
+    worker_nice: int = Field(10, ge=0, le=19)
 
 
 class OutboxSettings(BaseSettings):

@@ -35,18 +35,16 @@ from typing import Any, Self
 from pycrdt import Doc
 
 from bpmn.diff import fold
-from bpmn.document import read
 from bpmn.model import BpmnModel
-from bpmn.parse import parse
-from bpmn.render import render
-from bpmn.summary import summary
 from core.errors import VersionConflict
 from core.histogram import Histogram
 from persistence.content import read_xml
 from persistence.models import DiagramRecord, NewContent
 from persistence.ports import BlobStore, DiagramStore
 from persistence.update_log import UpdateLog, later, position_key
-from server.documents import Opened, doc_from_state, parse_room_key, replay
+from server.cpu_pool import CpuPool, ThreadCpuPool
+from server.documents import Opened, parse_room_key, replay
+from server.render_jobs import RenderedState, parse_xml, read_state, render_state, state_digest
 from server.snapshot_lock import LocalSnapshotLock, SnapshotLock
 
 log = logging.getLogger(__name__)
@@ -79,6 +77,9 @@ RoomLookup = Callable[[str], LiveDoc | None]
 class _Live:
     base_version: int
     stored_state: bytes | None
+    # The content digest of a stored state, kept with that very state (compared by
+    # identity, so it can never answer for another): saves reading it again to compare.
+    stored_digest: tuple[bytes, bytes] | None = None
     log_position: str | None = None
     editors: set[str] = field(default_factory=set)
     recovered: bool = False  # holds updates replayed from the log, of unknown editors
@@ -127,9 +128,11 @@ class Snapshotter:
         max_interval_s: float,
         conflict_attempts: int = 5,
         xml_limits: dict[str, int] | None = None,
+        cpu: CpuPool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._cpu = cpu or ThreadCpuPool()
         self._blobs = blobs
         self._log = log
         self._lock = lock or LocalSnapshotLock()
@@ -421,8 +424,8 @@ class Snapshotter:
             await self._catch_up(key, live, room.doc)
             position = live.log_position
             state = room.doc.get_update()
-            # The state is a copy: reading and rendering it happen off the event loop.
-            model, xml = await asyncio.to_thread(_render_state, state)
+            # The state is a copy: reading and rendering it happen away from the event loop.
+            rendered = await self._cpu.run(render_state, state)
             current = await self._store.get(org_id, diagram_id)
             if current.crdt_epoch != epoch:
                 self._give_up(key, "the document was reset by another write")
@@ -431,7 +434,7 @@ class Snapshotter:
                 self.metrics.conflicts += 1
                 await self._fold_in(current, live, room)
                 continue  # render again, with the other write folded in
-            if await self._unchanged(current, live, model, xml):
+            if await self._unchanged(current, live, rendered):
                 self.metrics.unchanged += 1
                 return
             author = sorted(editors)[0] if editors else "live"
@@ -445,8 +448,8 @@ class Snapshotter:
                     expected_version=live.base_version,
                     author=author,
                     content=NewContent(
-                        xml=xml,
-                        element_count=summary(model).element_count,
+                        xml=rendered.xml,
+                        element_count=rendered.element_count,
                         crdt_state=state,
                         metadata=metadata,
                         log_position=position,
@@ -456,6 +459,7 @@ class Snapshotter:
             except VersionConflict:
                 continue  # someone wrote between our read and our save: look again
             live.base_version, live.stored_state = saved.summary.version, state
+            live.stored_digest = (state, rendered.digest)
             live.phase = 0.0
             self.metrics.written += 1
             self.metrics.duration_seconds.observe(time.perf_counter() - started)
@@ -489,16 +493,18 @@ class Snapshotter:
         return True
 
     async def _unchanged(
-        self, current: DiagramRecord, live: _Live, model: BpmnModel, xml: bytes
+        self, current: DiagramRecord, live: _Live, rendered: RenderedState
     ) -> bool:
-        if await read_xml(self._blobs, current.xml) == xml:
+        if await read_xml(self._blobs, current.xml) == rendered.xml:
             return True
         # A REST save stores its XML as sent, so bytes differ from our rendering even when
-        # the room holds exactly that version (a save folded into it): compare the models.
-        if live.stored_state is None:
+        # the room holds exactly that version (a save folded into it): compare the content.
+        state = live.stored_state
+        if state is None:
             return False
-        stored = await asyncio.to_thread(_read_state, live.stored_state)
-        return _content(stored) == _content(model)
+        if live.stored_digest is None or live.stored_digest[0] is not state:
+            live.stored_digest = (state, await self._cpu.run(state_digest, state))
+        return live.stored_digest[1] == rendered.digest
 
     async def _fold_in(self, current: DiagramRecord, live: _Live, room: LiveDoc) -> None:
         """Bring a version written by someone else into the live document, and rebase on it."""
@@ -513,9 +519,11 @@ class Snapshotter:
             await room.change(lambda doc: doc.apply_update(theirs_state))
         else:
             xml = await read_xml(self._blobs, current.xml)
-            theirs = await asyncio.to_thread(parse, xml, **self._xml_limits)
+            theirs = await self._cpu.run(parse_xml, xml, self._xml_limits)
             base = (
-                read(doc_from_state(live.stored_state)) if live.stored_state is not None else None
+                await self._cpu.run(read_state, live.stored_state)
+                if live.stored_state is not None
+                else None
             )
             await room.change(lambda doc: _fold(doc, theirs, base))
         self.metrics.folded += 1
@@ -544,20 +552,6 @@ async def _logged(work: Coroutine[Any, Any, object]) -> None:
         await work
     except Exception:
         log.exception("background work of the snapshotter failed")
-
-
-def _read_state(state: bytes) -> BpmnModel:
-    return read(doc_from_state(state))
-
-
-def _render_state(state: bytes) -> tuple[BpmnModel, bytes]:
-    model = _read_state(state)
-    return model, render(model)
-
-
-def _content(model: BpmnModel) -> tuple[object, ...]:
-    # Everything a rendering depends on; parse warnings are not content.
-    return (model.tag, model.definitions, model.namespaces, model.elements, model.di, model.raw)
 
 
 def _direct_change(doc: Doc[Any]) -> Change:

@@ -11,18 +11,17 @@ event twice, or two processors drawing one diagram, never shows an older picture
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import ClassVar, Final
 
-from bpmn.parse import parse
-from bpmn.thumbnail import thumbnail_svg
 from core.errors import DiagramNotFound, NotFound
 from persistence.content import read_xml
 from persistence.outbox import Outbox, OutboxEvent
 from persistence.ports import BlobStore, DiagramStore
 from persistence.rows import EVENT_CREATED, EVENT_SAVED
+from server.cpu_pool import CpuPool, ThreadCpuPool
+from server.render_jobs import draw_thumbnail
 
 SVG_MEDIA_TYPE: Final = "image/svg+xml"
 
@@ -71,7 +70,9 @@ class Thumbnailer:
         *,
         xml_limits: Mapping[str, int],
         on_changed: Callable[[str], Awaitable[None]] | None = None,
+        cpu: CpuPool | None = None,
     ) -> None:
+        self._cpu = cpu or ThreadCpuPool()
         self._store = store
         self._blobs = blobs
         self._outbox = outbox
@@ -90,13 +91,10 @@ class Thumbnailer:
             return  # drawn already (a repeated or late event)
         xml = await read_xml(self._blobs, record.xml)
         # Parsing and drawing a large diagram takes a while: keep it off the event loop.
-        svg = await asyncio.to_thread(self._draw, xml)
+        svg = await self._cpu.run(draw_thumbnail, xml, self._xml_limits)
         await self._blobs.put(thumbnail_key(diagram_id, version), svg, content_type=SVG_MEDIA_TYPE)
         moved = await self._outbox.set_thumbnail(
             org_id, diagram_id, version=version, url=thumbnail_url(diagram_id, version)
         )
         if moved and self._on_changed is not None:
             await self._on_changed(org_id)
-
-    def _draw(self, xml: bytes) -> bytes:
-        return thumbnail_svg(parse(xml, **self._xml_limits))
