@@ -33,6 +33,36 @@ def parse_cpu_ticks(stat: str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def parse_parent_pid(stat: str) -> int:
+    """The parent's pid (field 4) from ``/proc/PID/stat``."""
+    _, paren, rest = stat.rpartition(")")
+    fields = rest.split()
+    if not paren or len(fields) < 2:
+        raise ValueError("not a /proc/PID/stat line")
+    return int(fields[1])
+
+
+def with_descendants(pids: list[int], proc: Path = PROC) -> list[int]:
+    """``pids`` and every process below them: a server's worker processes are its cost too."""
+    children: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = parse_parent_pid((entry / "stat").read_text())
+        except (OSError, ValueError):
+            continue  # gone since the listing
+        children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    stack = list(pids)
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, ()))
+    return sorted(found)
+
+
 def parse_rss_kib(status: str) -> int | None:
     """VmRSS from ``/proc/PID/status`` in KiB; None for a process without memory (a zombie)."""
     for line in status.splitlines():
@@ -89,11 +119,13 @@ class Usage:
 
 
 class ProcSampler:
-    """CPU and RSS of a fixed set of processes, one :meth:`sample` per progress tick."""
+    """CPU and RSS of a set of processes and their descendants (looked up at every
+    sample: worker processes come and go), one :meth:`sample` per progress tick."""
 
-    def __init__(self, pids: list[int], proc: Path = PROC) -> None:
+    def __init__(self, pids: list[int], proc: Path = PROC, *, descendants: bool = True) -> None:
         self.pids = pids
         self._proc = proc
+        self._descendants = descendants
         self._ticks_per_s = os.sysconf("SC_CLK_TCK")
         self._last: tuple[float, int] | None = None
 
@@ -117,7 +149,8 @@ class ProcSampler:
         ticks = 0
         rss_kib = 0
         alive = 0
-        for pid in self.pids:
+        pids = with_descendants(self.pids, self._proc) if self._descendants else self.pids
+        for pid in pids:
             try:
                 ticks += parse_cpu_ticks((self._proc / str(pid) / "stat").read_text())
                 rss_kib += parse_rss_kib((self._proc / str(pid) / "status").read_text()) or 0

@@ -21,7 +21,9 @@ from bench.procstat import (
     find_listening_pids,
     parse_cpu_ticks,
     parse_listening_inodes,
+    parse_parent_pid,
     parse_rss_kib,
+    with_descendants,
 )
 from bench.stamp import Stamp, read_stamp, stamp_name
 from bench.stats import Recorder, percentile, summarize
@@ -151,6 +153,32 @@ def test_the_processes_holding_the_listening_socket_are_found(tmp_path: Path) ->
         os.symlink("/dev/null", tmp_path / str(pid) / "fd" / "0")
     (tmp_path / "self").mkdir()
     assert find_listening_pids(8765, proc=tmp_path) == [100, 101]
+
+
+def test_descendants_are_found_through_parent_pids(tmp_path: Path) -> None:
+    tree = {100: 1, 101: 100, 102: 101, 103: 1, 104: 103, 105: 100}
+    for pid, parent in tree.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} (py (x)) S {parent} 1 1 0 -1 4194560")
+    (tmp_path / "self").mkdir()
+    assert with_descendants([100], proc=tmp_path) == [100, 101, 102, 105]
+    assert with_descendants([104, 101], proc=tmp_path) == [101, 102, 104]
+    assert parse_parent_pid("7 (a) b) S 42 7 7") == 42
+
+
+def test_the_sampler_counts_child_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as child:
+        try:
+            with_children = ProcSampler([os.getpid()]).sample()
+            alone = ProcSampler([os.getpid()], descendants=False).sample()
+            assert with_children.alive >= alone.alive + 1
+            assert with_children.rss_mib is not None and alone.rss_mib is not None
+            assert with_children.rss_mib > alone.rss_mib
+        finally:
+            child.kill()
 
 
 def test_the_sampler_reads_this_process_and_skips_vanished_ones() -> None:
