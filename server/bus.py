@@ -143,10 +143,12 @@ class InProcessBus:
 
     async def publish(self, message: BusMessage) -> None:
         self.metrics.published += 1
+        others = [bus for bus in self._hub.buses if bus is not self]
+        if not others:
+            return  # alone (the embedded default): nobody to encode it for
         data = encode(message)  # as on a real channel: what arrives is a decoded copy
-        for bus in list(self._hub.buses):
-            if bus is not self:
-                await bus.deliver(message.room, data)
+        for bus in others:
+            await bus.deliver(message.room, data)
 
     async def deliver(self, room: str, data: bytes) -> None:
         link = self._links.get(room)

@@ -96,6 +96,11 @@ class _Live:
     failures: int = 0
     retry_at: float | None = None  # after a failure: no attempt before this, however busy
     timer: asyncio.Task[None] | None = None
+    # When the snapshot is due, and when the timer task wakes next. An update moves ``due``
+    # later without touching the task: it wakes, sees the later time and sleeps on. One
+    # task per idle period instead of a new task for each of ten updates a second.
+    due: float = 0.0
+    wakes_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -279,11 +284,17 @@ class Snapshotter:
         self._arm(key, live, delay)
 
     def _arm(self, key: str, live: _Live, delay: float) -> None:
-        if live.timer is not None:
-            live.timer.cancel()
         if self._tasks is None or self._closing:
+            if live.timer is not None:
+                live.timer.cancel()
             return
-        live.timer = self._tasks.create_task(self._after(key, delay))
+        live.due = self._clock() + delay
+        if live.timer is not None and not live.timer.done():
+            if live.wakes_at <= live.due:
+                return  # it wakes first, sees the later time and sleeps on
+            live.timer.cancel()
+        live.wakes_at = live.due
+        live.timer = self._tasks.create_task(self._after(key, live))
 
     async def unloaded(self, key: str, doc: Doc[Any]) -> None:
         live = self._live.get(key)
@@ -347,11 +358,12 @@ class Snapshotter:
 
     # --- snapshots -----------------------------------------------------------------------------
 
-    async def _after(self, key: str, delay: float) -> None:
-        await asyncio.sleep(delay)
-        live = self._live.get(key)
+    async def _after(self, key: str, live: _Live) -> None:
+        while (delay := live.due - self._clock()) > 0:
+            live.wakes_at = live.due
+            await asyncio.sleep(delay)
         room = self._rooms(key)
-        if live is None or room is None:
+        if self._live.get(key) is not live or room is None:
             return
         live.timer = None
         try:
