@@ -15,6 +15,7 @@ from importlib import import_module
 from typing import Final
 
 from bench.config import SCENARIOS, add_arguments
+from bench.report import add_arguments as add_report_arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ _SCENARIO_HELP: Final = {
     "rooms": "N editors over R rooms edit at a rate; one observer per room times fan-out",
     "broadcast": "one writer, N observers in one room",
     "join": "N clients join a room holding a large diagram at the same moment",
+    "rest": "N REST users list, get and save with think times, beside a rooms load",
 }
 
 VERBS: Final[dict[str, Verb]] = {
@@ -35,6 +37,11 @@ VERBS: Final[dict[str, Verb]] = {
         name: Verb(_SCENARIO_HELP[name], partial(add_arguments, scenario=name), "bench.main")
         for name in SCENARIOS
     },
+    "report": Verb(
+        "result files -> a markdown table and latency plots",
+        add_report_arguments,
+        "bench.report",
+    ),
 }
 
 

@@ -7,6 +7,10 @@
   receives against the n-th edit a lone writer sent (``broadcast``, where 1,000 Docs would
   make the load generator, not the server, the bottleneck).
 
+What goes on the wire, and how a frame is read, is the connection's :class:`~bench.wire.Wire`
+(y-websocket's frames, or Hocuspocus' document-prefixed ones), so the roles above are the same
+against every kind of server.
+
 Every receive loop catches its own failures and counts them by kind, so one bad connection
 never stops the others (they all run in one task group).
 """
@@ -28,20 +32,12 @@ from bench.edits import Bounds, EditingDoc, Ledger, Target, moved
 from bench.stamp import Stamp, read_stamp
 from bench.stats import Recorder
 from bench.tally import Tally
+from bench.wire import Refused, Wire
 from bpmn.document import BOUNDS, DI, ELEMENTS
-from rooms.protocol import (
-    MalformedMessage,
-    SyncStep1,
-    SyncStep2,
-    SyncUpdate,
-    decode_message,
-    encode_message,
-)
+from rooms.protocol import MalformedMessage, Message, SyncStep1, SyncStep2, SyncUpdate
 
 EMPTY_STATE_VECTOR: Final = b"\x00"
 EMPTY_UPDATE: Final = b"\x00\x00"
-# The first two bytes of a y-protocols sync update frame: message sync, step "update".
-UPDATE_PREFIX: Final = b"\x00\x02"
 _NS_PER_MS: Final = 1_000_000
 
 
@@ -57,11 +53,31 @@ class Traffic:
     edits_sent: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What a client needs to join a room: the WebSocket URL (a token in it, if any) and the
+    wire format of the server behind it."""
+
+    url: str
+    wire: Wire
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A joined WebSocket and the wire format it speaks."""
+
+    ws: ClientConnection
+    wire: Wire
+
+
 class Peer:
     """One joined connection: its socket, the shared counters, and its receive loop."""
 
-    def __init__(self, ws: ClientConnection, traffic: Traffic, errors: Tally) -> None:
-        self.ws = ws
+    def __init__(self, link: Link, traffic: Traffic, errors: Tally) -> None:
+        self.ws = link.ws
+        self.wire = link.wire
+        # An attribute, not a property: observers test it on every frame.
+        self.update_prefix = link.wire.update_prefix
         self.traffic = traffic
         self.errors = errors
         self.closing = False
@@ -87,6 +103,9 @@ class Peer:
         except MalformedMessage as exc:
             self.errors.add("malformed_frame", exc.detail)
             await self.close()  # as y-websocket would: the stream can no longer be trusted
+        except Refused as exc:
+            self.errors.add(exc.kind, exc.detail)
+            await self.close()
         finally:
             self.traffic.connected -= 1
 
@@ -100,19 +119,21 @@ class Peer:
 
 
 async def join(
-    url: str,
-    token: str,
+    ticket: Ticket,
     traffic: Traffic,
     *,
     origin: str | None = None,
-) -> tuple[ClientConnection, bytes]:
-    """Connect and sync as y-websocket does; (socket, the server's sync step 2 update).
+) -> tuple[Link, bytes]:
+    """Connect and sync as a y-websocket (or Hocuspocus) provider does; (the joined link,
+    the server's sync step 2 update).
 
-    The server opens with its own sync step 1; it is answered with an empty update, which
-    is what a fresh client's document holds. Failures raise; :func:`failure_kind` names them.
+    The server's own sync step 1 (y-websocket servers send it first, Hocuspocus in answer
+    to ours) is answered with an empty update, which is what a fresh client's document
+    holds. Failures raise; :func:`failure_kind` names them.
     """
+    wire = ticket.wire
     ws = await connect(
-        f"{url}?token={token}",
+        ticket.url,
         origin=None if origin is None else Origin(origin),
         compression=None,  # the server does not deflate by default; skip the negotiation
         ping_interval=None,  # y-websocket (a browser) sends no pings either
@@ -123,22 +144,45 @@ async def join(
         close_timeout=5,
     )
     try:
-        await _send(ws, traffic, encode_message(SyncStep1(EMPTY_STATE_VECTOR)))
+        for greeting in wire.hello():
+            await _send(ws, traffic, greeting)
+        await _send(ws, traffic, wire.encode(SyncStep1(EMPTY_STATE_VECTOR)))
         while True:
             frame = await ws.recv()
             if not isinstance(frame, bytes):
                 continue
             traffic.frames_in += 1
             traffic.bytes_in += len(frame)
-            message = decode_message(frame)
+            message = wire.decode(frame)
             if isinstance(message, SyncStep1):
-                await _send(ws, traffic, encode_message(SyncStep2(EMPTY_UPDATE)))
+                await _send(ws, traffic, wire.encode(SyncStep2(EMPTY_UPDATE)))
             elif isinstance(message, SyncStep2):
-                return ws, message.update
+                return Link(ws, wire), message.update
     except BaseException:
         with contextlib.suppress(Exception):
             await ws.close()
         raise
+
+
+async def send(link: Link, traffic: Traffic, message: Message) -> None:
+    """One message, framed for the link's server."""
+    await _send(link.ws, traffic, link.wire.encode(message))
+
+
+async def resync(link: Link, traffic: Traffic) -> bytes:
+    """The server's whole state, asked for again on a joined connection (sync step 1 with an
+    empty state vector). Frames before the answer (echoes, acknowledgements) are skipped: a
+    server answers one connection's messages in order, so the answer holds everything this
+    connection sent before."""
+    await send(link, traffic, SyncStep1(EMPTY_STATE_VECTOR))
+    while True:
+        frame = await link.ws.recv()
+        if isinstance(frame, bytes):
+            traffic.frames_in += 1
+            traffic.bytes_in += len(frame)
+            message = link.wire.decode(frame)
+            if isinstance(message, SyncStep2):
+                return message.update
 
 
 async def _send(ws: ClientConnection, traffic: Traffic, data: bytes) -> None:
@@ -167,7 +211,7 @@ class Editor(Peer):
 
     def __init__(
         self,
-        ws: ClientConnection,
+        link: Link,
         doc: EditingDoc,
         *,
         room: int,
@@ -178,7 +222,7 @@ class Editor(Peer):
         traffic: Traffic,
         errors: Tally,
     ) -> None:
-        super().__init__(ws, traffic, errors)
+        super().__init__(link, traffic, errors)
         if not targets:
             raise ValueError("an editor needs at least one task to edit")
         self.doc = doc
@@ -209,7 +253,7 @@ class Editor(Peer):
                 await asyncio.sleep(delay)
             self.lag.add((time.monotonic() - due) * 1000)
             try:
-                await self.send(encode_message(SyncUpdate(self._edit(seq))))
+                await self.send(self.wire.encode(SyncUpdate(self._edit(seq))))
             except ConnectionClosed:
                 return  # counted by the receive loop
             self.traffic.edits_sent += 1
@@ -259,7 +303,7 @@ class DocObserver(Peer):
 
     def __init__(
         self,
-        ws: ClientConnection,
+        link: Link,
         state: bytes,
         *,
         room: int,
@@ -269,7 +313,7 @@ class DocObserver(Peer):
         errors: Tally,
         ordinal: Ordinal | None = None,
     ) -> None:
-        super().__init__(ws, traffic, errors)
+        super().__init__(link, traffic, errors)
         self.room = room
         self.ledger = ledger
         self.latency = latency
@@ -283,9 +327,9 @@ class DocObserver(Peer):
         )
 
     def on_frame(self, frame: bytes) -> None:
-        if self.ordinal is not None and frame.startswith(UPDATE_PREFIX):
+        if self.ordinal is not None and frame.startswith(self.update_prefix):
             self.ordinal.on_update()
-        message = decode_message(frame)
+        message = self.wire.decode(frame)
         if isinstance(message, SyncUpdate | SyncStep2):
             try:
                 self.doc.apply_update(message.update)
@@ -331,12 +375,10 @@ def _bounds(values: list[Any]) -> Bounds:
 class CountingObserver(Peer):
     """Decodes nothing: counts frames and times updates by their ordinal."""
 
-    def __init__(
-        self, ws: ClientConnection, *, ordinal: Ordinal, traffic: Traffic, errors: Tally
-    ) -> None:
-        super().__init__(ws, traffic, errors)
+    def __init__(self, link: Link, *, ordinal: Ordinal, traffic: Traffic, errors: Tally) -> None:
+        super().__init__(link, traffic, errors)
         self.ordinal = ordinal
 
     def on_frame(self, frame: bytes) -> None:
-        if frame.startswith(UPDATE_PREFIX):
+        if frame.startswith(self.update_prefix):
             self.ordinal.on_update()

@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-SCENARIOS: Final = ("rooms", "broadcast", "join")
-# N means editors (rooms), observers (broadcast) or joining clients (join).
-_DEFAULT_CLIENTS: Final = {"rooms": 100, "broadcast": 100, "join": 50}
-_DEFAULT_RATE_HZ: Final = {"rooms": 1.0, "broadcast": 10.0, "join": 1.0}
+SCENARIOS: Final = ("rooms", "broadcast", "join", "rest")
+# N means editors (rooms), observers (broadcast), joining clients (join) or REST users (rest).
+_DEFAULT_CLIENTS: Final = {"rooms": 100, "broadcast": 100, "join": 50, "rest": 100}
+_DEFAULT_RATE_HZ: Final = {"rooms": 1.0, "broadcast": 10.0, "join": 1.0, "rest": 1.0}
 MAX_CLIENTS: Final = 10_000
 MAX_DURATION_S: Final = 3600.0
+# The servers the WebSocket scenarios run against (bench/servers.py starts each of them).
+SERVER_KINDS: Final = ("ours", "pycrdt-websocket", "y-websocket", "hocuspocus")
+PEER_SCENARIOS: Final = ("rooms", "broadcast", "join")  # the others need our REST API
 
 
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     scenario: str
     target: str = "http://127.0.0.1:8000"
+    server: str = "ours"  # one of SERVER_KINDS
+    spawn: bool = False  # start the server (bench/servers.py) on a free port, stop it after
+    server_cpus: tuple[int, ...] = ()  # with spawn: pin the server to these cores
     clients: int = 100
     rooms: int = 1
     rate_hz: float = 1.0
@@ -40,10 +46,22 @@ class BenchConfig:
     drain_s: float = 5.0
     origin: str | None = None
     progress: bool = True
+    # rest: mean think time, diagrams shared by the users, and the WebSocket load beside them.
+    think_s: float = 5.0
+    diagrams: int = 50
+    ws_editors: int = 20
+    ws_rooms: int = 2
+    ws_rate_hz: float = 1.0
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
+        if self.server not in SERVER_KINDS:
+            raise ValueError(f"server must be one of {', '.join(SERVER_KINDS)}")
+        if self.server != "ours" and self.scenario not in PEER_SCENARIOS:
+            raise ValueError(f"{self.scenario} must be run with --server ours")
+        if self.server_cpus and not self.spawn:
+            raise ValueError("server CPUs must be given with --spawn")
         checks = (
             (1 <= self.clients <= MAX_CLIENTS, f"clients must be 1..{MAX_CLIENTS}"),
             (1 <= self.rooms <= self.clients, "rooms must be 1..clients"),
@@ -54,6 +72,14 @@ class BenchConfig:
             (1 <= self.connect_concurrency <= 1000, "connect concurrency must be 1..1000"),
             (0 < self.setup_timeout_s <= MAX_DURATION_S, "setup timeout out of range"),
             (0 <= self.drain_s <= 60, "drain must be 0..60 s"),
+            (0 < self.think_s <= 600, "think time must be in (0, 600] s"),
+            (1 <= self.diagrams <= MAX_CLIENTS, f"diagrams must be 1..{MAX_CLIENTS}"),
+            (0 <= self.ws_editors <= MAX_CLIENTS, f"ws editors must be 0..{MAX_CLIENTS}"),
+            (
+                self.ws_rooms >= 1 and (self.ws_editors == 0 or self.ws_rooms <= self.ws_editors),
+                "ws rooms must be 1..ws editors",
+            ),
+            (0 < self.ws_rate_hz <= 100, "ws rate must be in (0, 100] edits per second"),
         )
         for ok, message in checks:
             if not ok:
@@ -77,14 +103,32 @@ def add_arguments(parser: argparse.ArgumentParser, scenario: str) -> None:
         "--target", default="http://127.0.0.1:8000", help="server base URL (loopback only)"
     )
     parser.add_argument(
+        "--server",
+        choices=SERVER_KINDS,
+        default="ours",
+        help="kind of server behind --target (peers: a room is a URL path, no token)",
+    )
+    parser.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start the --server kind on a free loopback port for this run (ignores --target)",
+    )
+    parser.add_argument(
+        "--server-cpus",
+        type=_cpu_list,
+        default=(),
+        help="with --spawn: cores to pin the server to, e.g. 1 or 0,1",
+    )
+    parser.add_argument(
         "-n",
         "--editors",
         "--observers",
         "--clients",
+        "--users",
         dest="clients",
         type=int,
-        help="editors (rooms), observers (broadcast) or joining clients (join); "
-        "default 100, 100, 50",
+        help="editors (rooms), observers (broadcast), joining clients (join) or REST users "
+        "(rest); default 100, 100, 50, 100",
     )
     parser.add_argument("--rooms", type=int, help="rooms (rooms scenario; default 10)")
     parser.add_argument(
@@ -121,6 +165,16 @@ def add_arguments(parser: argparse.ArgumentParser, scenario: str) -> None:
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for stragglers")
     parser.add_argument("--origin", help="Origin header (when WS_ALLOWED_ORIGINS is set)")
     parser.add_argument("--quiet", action="store_true", help="no live progress lines")
+    rest = parser.add_argument_group("rest scenario")
+    rest.add_argument(
+        "--think", type=float, default=5.0, help="mean think time before each request, s"
+    )
+    rest.add_argument("--diagrams", type=int, default=50, help="diagrams the users share")
+    rest.add_argument(
+        "--ws-editors", type=int, default=20, help="editors of the WebSocket load beside (0: none)"
+    )
+    rest.add_argument("--ws-rooms", type=int, default=2, help="rooms of that load")
+    rest.add_argument("--ws-rate", type=float, default=1.0, help="edits/s per editor of that load")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -129,6 +183,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
         scenario=scenario,
         target=args.target,
+        server=args.server,
+        spawn=args.spawn,
+        server_cpus=args.server_cpus,
         clients=clients,
         rooms=(min(10, clients) if args.rooms is None else args.rooms)
         if scenario == "rooms"
@@ -147,4 +204,16 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         drain_s=args.drain,
         origin=args.origin,
         progress=not args.quiet,
+        think_s=args.think,
+        diagrams=args.diagrams,
+        ws_editors=args.ws_editors,
+        ws_rooms=args.ws_rooms,
+        ws_rate_hz=args.ws_rate,
     )
+
+
+def _cpu_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of core numbers: {text!r}") from None

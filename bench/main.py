@@ -17,14 +17,17 @@ from bench.config import BenchConfig, config_from_args
 from bench.run import Run
 from bench.scenarios.broadcast import broadcast
 from bench.scenarios.join import join_storm
+from bench.scenarios.rest import rest
 from bench.scenarios.rooms import rooms
-from bench.target import Api, SetupFailed
+from bench.servers import spawned_for
+from bench.target import SetupFailed, open_target
 from core.errors import CollabError
 
 SCENARIOS: Final[dict[str, Callable[[Run], Awaitable[None]]]] = {
     "rooms": rooms,
     "broadcast": broadcast,
     "join": join_storm,
+    "rest": rest,
 }
 # Beyond set-up, editing and draining: closing 1,000 sockets and writing the result.
 _SLACK_S: Final = 60.0
@@ -32,7 +35,9 @@ _SLACK_S: Final = 60.0
 
 async def run_bench(config: BenchConfig, *, log: TextIO = sys.stderr) -> dict[str, Any]:
     """Run ``config``'s scenario to its end (bounded in time), write and return the result."""
-    result = await _run_bench(config, log)
+    # With --spawn: the server started for this run, its URL, secret and pid in the config.
+    async with spawned_for(config, log=log) as actual:
+        result = await _run_bench(actual, log)
     out = config.out or Path(
         f"bench-{config.scenario}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     )
@@ -42,8 +47,8 @@ async def run_bench(config: BenchConfig, *, log: TextIO = sys.stderr) -> dict[st
 
 
 async def _run_bench(config: BenchConfig, log: TextIO) -> dict[str, Any]:
-    async with Api(config.target) as api:
-        run = Run(config, api, log=log)
+    async with open_target(config) as target:
+        run = Run(config, target, log=log)
         ticker = asyncio.create_task(run.tick_forever())
         budget = config.setup_timeout_s + config.duration_s + config.drain_s + _SLACK_S
         try:
@@ -66,13 +71,14 @@ async def _run_bench(config: BenchConfig, log: TextIO) -> dict[str, Any]:
 def summary(result: dict[str, Any]) -> str:
     latency = result["latency_ms"]
     lines = [
-        f"{result['scenario']}: {result['connections']['planned']} connections, "
+        f"{result['scenario']} on {_server_name(result)}: "
+        f"{result['connections']['planned']} connections, "
         f"{result['params']['duration_s']} s, target {result['target']}",
         f"  latency ms ({result['latency_meaning']}):",
         f"    n {latency['count']}  p50 {latency['p50']}  p95 {latency['p95']}  "
         f"p99 {latency['p99']}  max {latency['max']}",
     ]
-    for name in ("applied_latency_ms", "send_lag_ms"):
+    for name in ("applied_latency_ms", "send_lag_ms", "request_lag_ms", "ws_fanout_ms"):
         if name in result:
             extra = result[name]
             lines.append(f"  {name}: p50 {extra['p50']}  p99 {extra['p99']}  max {extra['max']}")
@@ -82,6 +88,13 @@ def summary(result: dict[str, Any]) -> str:
             f"  throughput: {throughput['edits_per_s']} edits/s sent, "
             f"{throughput['messages_in_per_s']} msgs/s received "
             f"({throughput['bytes_in_per_s'] / 1024:.0f} KiB/s)"
+        )
+    if "rest" in result["details"]:
+        rest = result["details"]["rest"]
+        lines.append(
+            f"  rest: {rest['users']} users, {rest['requests']} requests, "
+            f"{rest['requests_per_s']} req/s, outcomes {rest['outcomes']}, "
+            f"error rate {rest['error_rate']}"
         )
     if "joins_per_s" in result["details"]:
         details = result["details"]
@@ -101,6 +114,11 @@ def summary(result: dict[str, Any]) -> str:
         f"  wrote {result['out']}",
     ]
     return "\n".join(lines)
+
+
+def _server_name(result: dict[str, Any]) -> str:
+    server = result.get("server_under_test") or {}
+    return f"{server.get('kind', '?')} {server.get('version') or ''}".rstrip()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,9 +25,10 @@ from bench.clients import Peer, Traffic
 from bench.config import BenchConfig
 from bench.gcwatch import GcPauses
 from bench.procstat import ProcSampler, find_listening_pids, machine_info
+from bench.servers import describe
 from bench.stats import Recorder, percentile, summarize
 from bench.tally import Tally
-from bench.target import Api, UserTokens, target_port
+from bench.target import Api, OursTarget, SetupFailed, Target, UserTokens, ours, target_port
 
 P = TypeVar("P", bound=Peer)
 
@@ -41,16 +41,14 @@ class _Mark:
 
 
 class Run:
-    def __init__(self, config: BenchConfig, api: Api, *, log: TextIO = sys.stderr) -> None:
+    def __init__(
+        self, config: BenchConfig, target: Target | Api, *, log: TextIO = sys.stderr
+    ) -> None:
         self.config = config
-        self.api = api
-        self.id = secrets.token_hex(4)
-        self.tokens = UserTokens(
-            secret=config.secret,
-            token=config.token,
-            org=f"bench-{self.id}",
-            ttl_s=int(config.setup_timeout_s + config.duration_s + 600),
-        )
+        # An Api alone (a scenario running another one inside its run): our server, with an
+        # org of the inner run's own.
+        self.target = ours(config, target) if isinstance(target, Api) else target
+        self.id = self.target.label
         self.traffic = Traffic()
         self.errors = Tally()
         self.latency = Recorder()
@@ -70,13 +68,30 @@ class Run:
                 "pass --server-pid for CPU and RSS"
             )
         self.server = ProcSampler(pids)
-        self.driver = ProcSampler([os.getpid()])
+        # Not its descendants: a server started inside this process (tests) is not the driver.
+        self.driver = ProcSampler([os.getpid()], descendants=False)
         self._log = log
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._window: list[_Mark] = []  # the start and end of the measured window
         self._last_tick = (self._started, replace(self.traffic))
         self._rss: list[float] = []
+
+    @property
+    def api(self) -> Api:
+        """Our server's REST API (scenarios that need it run only against ours)."""
+        return self._ours().api
+
+    @property
+    def tokens(self) -> UserTokens:
+        return self._ours().tokens
+
+    def _ours(self) -> OursTarget:
+        if not isinstance(self.target, OursTarget):
+            raise SetupFailed(
+                "needs_ours", f"{self.config.scenario} needs our REST API, not {self.target.kind}"
+            )
+        return self.target
 
     def recorder(self, name: str) -> Recorder:
         return self.recorders.setdefault(name, Recorder())
@@ -176,6 +191,7 @@ class Run:
             "scenario": self.config.scenario,
             "date": self._started_at,
             "target": self.config.target,
+            "server_under_test": {**describe(self.config.server), "spawned": self.config.spawn},
             "params": self.config.public(),
             "machine": machine_info(),
             "versions": {name: version(name) for name in ("websockets", "pycrdt", "uvicorn")},

@@ -182,7 +182,7 @@ def test_the_sampler_counts_child_processes(tmp_path: Path) -> None:
 
 
 def test_the_sampler_reads_this_process_and_skips_vanished_ones() -> None:
-    sampler = ProcSampler([os.getpid(), 2**22 + 12345])
+    sampler = ProcSampler([os.getpid(), 2**22 + 12345], descendants=False)
     first = sampler.sample()
     assert first.cpu_percent is None  # no previous sample yet
     assert first.alive == 1

@@ -17,7 +17,7 @@ from bench.clients import CountingObserver, DocObserver, Editor, Ordinal, Peer
 from bench.diagrams import chain_diagram
 from bench.edits import EditingDoc, Ledger, find_targets
 from bench.run import Run
-from bench.scenarios.setup import bounded, create_diagrams, open_room
+from bench.scenarios.setup import bounded, create_rooms, open_room
 from bench.target import SetupFailed
 
 
@@ -33,7 +33,7 @@ async def broadcast(run: Run) -> None:
         f"{config.sample} of {config.clients} observers apply updates into a pycrdt Doc; "
         "all count messages and bytes and time arrivals"
     )
-    (diagram_id,) = await create_diagrams(run, 1, xml)
+    (diagram_id,) = await create_rooms(run, 1, xml)
     run.planned = config.clients + 1
     ledger = Ledger()
     applied = run.recorder("applied_latency_ms")

@@ -2,12 +2,13 @@
 from that moment to each one's full state (sync step 2) is its latency.
 
 The room is opened once first, so the storm measures joins into a live room, not the one
-conversion of XML into a document (reported apart as ``first_open_ms``). Room tokens are
-fetched before the storm: it is the WebSocket join that storms, as when a server restarts
-and every browser reconnects. Time is counted from the common start, so a client the load
-generator was slow to even start is slow in the numbers too. Clients do not apply the state
-while the storm is on (200 pycrdt decodes of a 600 KiB state would time the load
-generator); a sample applies it afterwards to check it holds the whole diagram.
+conversion of XML into a document (ours) or the driver seeding the room (a peer), reported
+apart as ``first_open_ms``. Room tokens (ours) are fetched before the storm: it is the
+WebSocket join that storms, as when a server restarts and every browser reconnects. Time is
+counted from the common start, so a client the load generator was slow to even start is slow
+in the numbers too. Clients do not apply the state while the storm is on (200 pycrdt decodes
+of a 600 KiB state would time the load generator); a sample applies it afterwards to check it
+holds the whole diagram.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from pycrdt import Doc, Map
-
-from bench.clients import Peer, failure_kind, join
+from bench.clients import Peer, Ticket, failure_kind, join
 from bench.run import Run
-from bench.scenarios.setup import JOIN_FAILURES, bounded, create_diagrams, open_room
+from bench.scenarios.setup import JOIN_FAILURES, bounded, create_rooms, open_room
+from bench.seed import element_count
 from bench.target import SetupFailed
-from bpmn.document import ELEMENTS
 
 DEFAULT_CORPUS: Final = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "miwg"
 _CHECKED: Final = 5  # joined states applied afterwards to check them
@@ -46,14 +45,14 @@ async def join_storm(run: Run) -> None:
     run.latency_meaning = (
         "join: all clients start at one moment -> each has the full state (sync step 2)"
     )
-    (diagram_id,) = await create_diagrams(run, 1, xml)
+    (diagram_id,) = await create_rooms(run, 1, xml)
     run.planned = config.clients + 1
 
     started = time.perf_counter()
     first = await open_room(run, diagram_id, "bench-first")
     if first is None:
         raise SetupFailed("first_open_failed", "the first client could not join the room")
-    reference = _element_count(first[1])
+    reference = element_count(first[1])
     run.details.update(
         diagram=str(path),
         xml_bytes=len(xml),
@@ -63,9 +62,9 @@ async def join_storm(run: Run) -> None:
     )
     peers = [run.add_peer(Peer(first[0], run.traffic, run.errors))]
 
-    async def grant(index: int) -> tuple[str, str] | None:
+    async def grant(index: int) -> Ticket | None:
         try:
-            return await run.api.grant(run.tokens.for_user(f"bench-join-{index}"), diagram_id)
+            return await run.target.ticket(diagram_id, f"bench-join-{index}")
         except JOIN_FAILURES as exc:
             run.errors.add(failure_kind(exc), repr(exc))
             return None
@@ -75,16 +74,16 @@ async def join_storm(run: Run) -> None:
     start = 0.0
     async with asyncio.TaskGroup() as group:
 
-        async def one(index: int, url: str, token: str) -> None:
+        async def one(index: int, ticket: Ticket) -> None:
             try:
-                ws, state = await join(url, token, run.traffic, origin=config.origin)
+                link, state = await join(ticket, run.traffic, origin=config.origin)
             except JOIN_FAILURES as exc:
                 run.errors.add(failure_kind(exc), repr(exc))
                 return
             run.latency.add((time.perf_counter() - start) * 1000)
             if index < _CHECKED:
                 states.append(state)
-            group.create_task(run.add_peer(Peer(ws, run.traffic, run.errors)).run())
+            group.create_task(run.add_peer(Peer(link, run.traffic, run.errors)).run())
 
         group.create_task(peers[0].run())
         waiting = [(i, g) for i, g in enumerate(grants) if g is not None]
@@ -92,20 +91,14 @@ async def join_storm(run: Run) -> None:
             start = time.perf_counter()
             try:
                 async with asyncio.timeout(config.duration_s):
-                    await asyncio.gather(*(one(i, *g) for i, g in waiting))
+                    await asyncio.gather(*(one(i, g) for i, g in waiting))
             except TimeoutError:
                 run.errors.add("join_timeout", count=len(waiting) - len(run.latency.samples))
         storm_s = time.perf_counter() - start
         run.details["storm_s"] = round(storm_s, 3)
         run.details["joins_per_s"] = round(len(run.latency.samples) / max(storm_s, 1e-9), 1)
         for state in states:
-            if _element_count(state) != reference:
+            if element_count(state) != reference:
                 run.errors.add("state_mismatch", "a joined state has another element count")
         run.details["states_checked"] = len(states)
         await run.close_peers()
-
-
-def _element_count(state: bytes) -> int:
-    doc: Doc[Any] = Doc()
-    doc.apply_update(state)
-    return len(doc.get(ELEMENTS, type=Map))

@@ -15,7 +15,7 @@ from bench.clients import DocObserver, Editor
 from bench.diagrams import chain_diagram
 from bench.edits import EditingDoc, Ledger, Target, find_targets
 from bench.run import Run
-from bench.scenarios.setup import bounded, create_diagrams, open_room
+from bench.scenarios.setup import bounded, create_rooms, open_room
 from bench.target import SetupFailed
 
 
@@ -31,7 +31,7 @@ async def rooms(run: Run) -> None:
     run.notes.append(
         "editors do not apply the others' updates (they count them); observers apply all"
     )
-    diagram_ids = await create_diagrams(run, config.rooms, xml)
+    diagram_ids = await create_rooms(run, config.rooms, xml)
     run.planned = config.clients + config.rooms
     ledger = Ledger()
     targets: dict[int, list[Target]] = {}

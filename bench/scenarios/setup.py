@@ -1,18 +1,17 @@
-"""Set-up shared by the scenarios: diagrams created over REST, clients joined through the
-real token flow, at most ``connect_concurrency`` at a time (a join storm is what the
-``join`` scenario measures; the others must not start with one by accident)."""
+"""Set-up shared by the scenarios: rooms holding a diagram (over REST on ours, seeded by the
+driver on a peer: :mod:`bench.target`), clients joined as the server wants (our real token
+flow), at most ``connect_concurrency`` at a time (a join storm is what the ``join`` scenario
+measures; the others must not start with one by accident)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TypeVar
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
-from bench.clients import failure_kind, join
+from bench.clients import Link, failure_kind
 from bench.run import Run
 from core.errors import CollabError
 
@@ -34,24 +33,17 @@ async def bounded(run: Run, jobs: list[Callable[[], Awaitable[T]]]) -> list[T]:
     return await asyncio.gather(*(one(job) for job in jobs))
 
 
-async def create_diagrams(run: Run, count: int, xml: bytes) -> list[str]:
-    """``count`` diagrams of ``xml``, each created by its own user when tokens are minted
-    (so the per-user write limit of the server is not what the set-up measures)."""
-
-    async def create(index: int) -> str:
-        token = run.tokens.for_user(f"bench-owner-{index}")
-        body = await run.api.create_diagram(token, f"bench {run.id} room {index}", xml)
-        return str(body["id"])
-
-    return await bounded(run, [partial(create, i) for i in range(count)])
+async def create_rooms(run: Run, count: int, xml: bytes) -> list[str]:
+    """``count`` rooms holding ``xml`` (their ids)."""
+    return await run.target.create_rooms(count, xml)
 
 
-async def open_room(run: Run, diagram_id: str, user: str) -> tuple[ClientConnection, bytes] | None:
-    """A synced connection for ``user`` (room token fetched first), or None, counted."""
+async def open_room(run: Run, room: str, user: str) -> tuple[Link, bytes] | None:
+    """A synced connection for ``user`` (room token fetched first on ours; the room seeded
+    first on a peer), or None, counted."""
     try:
-        url, room_token = await run.api.grant(run.tokens.for_user(user), diagram_id)
         async with asyncio.timeout(JOIN_TIMEOUT_S):
-            return await join(url, room_token, run.traffic, origin=run.config.origin)
+            return await run.target.open_room(room, user, run.traffic)
     except JOIN_FAILURES as exc:
         run.errors.add(failure_kind(exc), repr(exc))
         return None
