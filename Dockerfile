@@ -1,4 +1,13 @@
 # syntax=docker/dockerfile:1
+# The studio's front end, built from its lockfile; only the built files reach the image.
+FROM node:22-slim AS studio
+WORKDIR /studio
+COPY studio/package.json studio/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY studio/index.html studio/vite.config.js ./
+COPY studio/src src
+RUN npm run build
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -16,8 +25,10 @@ ENV PYTHONUNBUFFERED=1 \
     SERVER_HOST=0.0.0.0 \
     SERVER_PORT=8000 \
     SERVER_DATA_DIR=/data \
-    SERVER_LOG_JSON=true
+    SERVER_LOG_JSON=true \
+    SERVER_STUDIO_DIR=/srv/studio
 COPY --from=build /install /usr/local
+COPY --from=studio /studio/dist /srv/studio
 # `bpmn-collab migrate` reads the SQL migrations as package data: fail the build, not the
 # first start, if they did not make it into the install.
 RUN python -c "from persistence.migrator import load_migrations as m; import sys; sys.exit(0 if m('postgres') and m('sqlite') else 'migrations missing')" \

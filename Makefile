@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean studio studio-if-node
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
@@ -15,8 +15,32 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+run: install studio-if-node
 	$(BIN)/bpmn-collab serve
+
+# The studio (studio/, served at /studio): npm ci from the lockfile, then a Vite build, each
+# only when its inputs are newer than what it made, so `make run` stays fast.
+NPM ?= npm
+STUDIO_MODULES := studio/node_modules/.package-lock.json
+STUDIO_STAMP := studio/dist/.build-stamp
+STUDIO_SOURCES := $(shell find studio/src -type f 2>/dev/null) studio/index.html \
+	studio/vite.config.js studio/package.json studio/package-lock.json
+
+$(STUDIO_MODULES): studio/package-lock.json
+	cd studio && $(NPM) ci --no-audit --no-fund
+
+$(STUDIO_STAMP): $(STUDIO_MODULES) $(STUDIO_SOURCES)
+	cd studio && $(NPM) run build
+	@touch $(STUDIO_STAMP)
+
+studio: $(STUDIO_STAMP)
+
+studio-if-node:
+	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory studio; \
+	else \
+		echo "Node.js not found: the studio is not built (/studio says how to build it)"; \
+	fi
 
 test: install
 	$(BIN)/pytest
@@ -31,4 +55,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache studio/dist

@@ -33,6 +33,10 @@ class ServerSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
     data_dir: Path = Path("data")
+    # The studio's built files (``studio/dist`` of the source tree unless set).
+    studio_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parents[1] / "studio" / "dist"
+    )
 
 
 class AuthSettings(BaseSettings):

@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.redis",
     "tests.fixtures.live_server",
+    "tests.fixtures.studio",
 ]

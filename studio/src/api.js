@@ -10,7 +10,7 @@ export class ApiError extends Error {
   }
 }
 
-async function call (method, path, { json, query, headers } = {}) {
+async function call (method, path, { json, query, headers, bytes = false } = {}) {
   const url = new URL(path, window.location.origin)
   for (const [name, value] of Object.entries(query ?? {})) {
     if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, value)
@@ -27,6 +27,7 @@ async function call (method, path, { json, query, headers } = {}) {
     throw new ApiError(response.status, problem)
   }
   if (response.status === 204) return null
+  if (bytes) return new Uint8Array(await response.arrayBuffer())
   const type = response.headers.get('Content-Type') ?? ''
   return type.includes('json') ? response.json() : response.text()
 }
@@ -39,7 +40,7 @@ export const api = {
   summary: (id) => call('GET', `${diagram(id)}/summary`),
   rename: (id, title, expectedVersion) => call('PUT', diagram(id), { json: { title, expectedVersion } }),
   remove: (id) => call('DELETE', diagram(id)),
-  freshXml: (id) => call('GET', `${diagram(id)}/xml`, { query: { fresh: 1 } }),
+  freshXml: (id) => call('GET', `${diagram(id)}/xml`, { query: { fresh: 1 }, bytes: true }),
   versions: (id) => call('GET', `${diagram(id)}/versions`, { query: { limit: 30 } }),
   restore: (id, rev, expectedVersion) =>
     call('POST', `${diagram(id)}/versions/${rev}/restore`, { json: { expectedVersion } }),

@@ -27,6 +27,7 @@ export class Binding {
     this.pending = { elements: new Set(), di: new Set() }
     this.listeners = []
     this.stats = { local: 0, remote: 0 }
+    this.written = [] // what the last local commits wrote (for diagnostics and tests)
   }
 
   /** Start binding, once importXML has shown the document's XML. */
@@ -91,6 +92,8 @@ export class Binding {
     this.ctx.index = now
     if (isEmptyDiff(diff)) return
     this.stats.local++
+    this.written.push(summarise(diff))
+    if (this.written.length > 20) this.written.shift()
     this.doc.transact(() => writeDiff(this.doc, this.ctx.moddle, diff), this.origin)
   }
 
@@ -137,4 +140,17 @@ export class Binding {
     this.listeners = []
     this.undoManager?.destroy()
   }
+}
+
+/** What a diff wrote, by root: added and removed keys, changed keys with their fields. */
+function summarise (diff) {
+  const out = {}
+  for (const root of ['elements', 'di']) {
+    out[root] = {
+      added: diff[root].added.map(([key]) => key),
+      removed: [...diff[root].removed],
+      changed: Object.fromEntries(diff[root].changed.map(([key, , , fields]) => [key, fields]))
+    }
+  }
+  return out
 }

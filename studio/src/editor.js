@@ -11,12 +11,13 @@ import { Connection } from './connection.js'
 import { Presence } from './presence.js'
 import { claims, colourOf, signOut } from './session.js'
 import { escape, when } from './html.js'
+import { xmlText } from './xmltext.js'
 
 const STATUS_TEXT = {
   connecting: 'Connecting…',
   connected: 'Connected',
   reconnecting: 'Reconnecting…',
-  offline: 'Offline — edits are kept and sent on reconnect',
+  offline: 'Offline: edits wait here',
   closed: 'Disconnected'
 }
 const SAVED_POLL_MS = 3000
@@ -131,7 +132,7 @@ export async function openEditor (app, diagramId) {
   const modeler = new Modeler({ container: $('#canvas') })
   studio.modeler = modeler
   try {
-    const xml = await api.freshXml(diagramId)
+    const xml = xmlText(await api.freshXml(diagramId))
     const { warnings } = await modeler.importXML(xml)
     studio.importWarnings = warnings.map((w) => w.message)
   } catch (error) {

@@ -57,8 +57,11 @@ export class CanvasSync {
 
     // 3. What is new: DI created, or whose element changed, or whose element just arrived.
     const fresh = new Set(this.waiting)
+    const created = new Set(report.created.map((c) => c.obj))
     for (const { root, obj, fields } of [...report.created, ...report.updated]) {
-      if (root === 'di' && (fields.includes('element') || report.created.some((c) => c.obj === obj))) {
+      if (root !== 'di') continue
+      if (is(obj, 'bpmndi:BPMNPlane') && !created.has(obj)) continue // a root: step 2
+      if (fields.includes('element') || created.has(obj)) {
         for (const element of this.drawn(obj)) this.remove(element, touch)
         fresh.add(obj)
       }

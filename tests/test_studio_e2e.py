@@ -1,0 +1,524 @@
+"""The studio in a real browser: two people co-editing one diagram live.
+
+Headless Debian Chromium (driven by Python playwright with ``executable_path``, never a browser
+playwright downloads) opens the studio the real server serves (uvicorn on a free port, the built
+``studio/dist``) in independent browser contexts, one per user: separate storage, separate
+sockets, separate Yjs documents. Edits are made the way a person makes them (palette, canvas,
+context pad, keyboard) where that is what is tested, and each must show in the other window
+within a second. Screenshots of both windows go to ``$STUDIO_ARTIFACTS`` or the pytest tmp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+from lxml import etree
+
+from tests.fixtures.live_server import LiveServer, make_settings, run_server, unique_org
+from tests.samples import reference_files
+
+SEEN_WITHIN_MS = 1000  # "B shows each change within 1 s"
+READY_MS = 30_000
+XML = {"Content-Type": "application/xml"}
+NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    "dc": "http://www.omg.org/spec/DD/20100524/DC",
+}
+
+Page = Any  # playwright's Page: the package is imported lazily (tests/fixtures/studio.py)
+
+# Read-only probes of what a window shows, added to every page of the tests' contexts.
+PROBES = """
+window.probe = {
+  registry: () => window.studio.modeler.get('elementRegistry'),
+  get: (id) => window.probe.registry().get(id),
+  has: (id) => !!window.probe.get(id),
+  first: (type) => window.probe.registry().find((e) => e.type === type)?.id ?? null,
+  named: (id, name) => window.probe.get(id)?.businessObject.name === name,
+  at: (id, x, y) => { const e = window.probe.get(id); return !!e && e.x === x && e.y === y },
+  connects: (id, source, target) => {
+    const e = window.probe.get(id)
+    return !!e && e.source?.id === source && e.target?.id === target
+  },
+  selected: () => window.studio.modeler.get('selection').get().map((e) => e.id),
+  status: () => document.getElementById('status').dataset.status,
+  sees: (user, id) =>
+    !!document.querySelector(`.collab-cursor[data-user="${user}"]`) &&
+    !!document.querySelector(`.collab-selection[data-user="${user}"][data-element="${id}"]`),
+  element: (id) => {
+    const e = window.probe.get(id)
+    if (!e) return null
+    return {
+      type: e.type, name: e.businessObject.name ?? null, x: e.x ?? null, y: e.y ?? null,
+      width: e.width ?? null, height: e.height ?? null,
+      waypoints: e.waypoints ? e.waypoints.map((p) => [p.x, p.y]) : null,
+      source: e.source?.id ?? null, target: e.target?.id ?? null,
+    }
+  },
+  shown: () => {
+    const out = {}
+    for (const e of window.probe.registry().getAll()) {
+      if (e.parent && e.type !== 'label') out[e.id] = window.probe.element(e.id)
+    }
+    return out
+  },
+  renameAny: (name) => {
+    const m = window.studio.modeler, registry = m.get('elementRegistry')
+    const drawn = (e) => e.type !== 'label' && e.parent && !e.waypoints
+    const target =
+      registry.find((e) => drawn(e) && /(Task|Event|Gateway|SubProcess)$/.test(e.type)) ??
+      registry.find(drawn)
+    m.get('modeling').updateLabel(target, name)
+    m.get('modeling').moveElements([target], { x: 7, y: 5 })
+    return { id: target.id, x: target.x, y: target.y }
+  },
+}
+"""
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    async with run_server(make_settings(tmp_path)) as live:
+        yield live
+
+
+class Editor:
+    """One user's window on a diagram, with helpers reading bpmn-js's state in the page."""
+
+    def __init__(self, name: str, page: Page, context: Any) -> None:
+        self.name = name
+        self.page = page
+        self.context = context
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    async def open(self, live: LiveServer, diagram_id: str, token: str) -> None:
+        await self.page.goto(f"{live.url}/studio/{diagram_id}#token={token}")
+        await self.page.wait_for_function(
+            "['ready', 'failed'].includes(document.getElementById('app').dataset.state)",
+            timeout=READY_MS,
+        )
+        state = await self.page.evaluate(
+            "({state: document.getElementById('app').dataset.state,"
+            " problem: window.studio.problem, error: window.studio.importError,"
+            " errors: window.studio.errors})"
+        )
+        assert state["state"] == "ready", f"{self.name}: {state}"
+
+    async def js(self, script: str, arg: Any = None) -> Any:
+        return await self.page.evaluate(script, arg)
+
+    async def probe(self, name: str, *args: Any) -> Any:
+        """``window.probe[name](...args)`` in the page (see PROBES)."""
+        return await self.page.evaluate(
+            "([name, args]) => window.probe[name](...args)", [name, args]
+        )
+
+    async def element(self, element_id: str) -> dict[str, Any] | None:
+        """What the canvas shows of one element: type, name, bounds or waypoints, ends."""
+        return cast(dict[str, Any] | None, await self.probe("element", element_id))
+
+    async def shown(self) -> dict[str, dict[str, Any]]:
+        """Every shape and connection on the canvas (labels and roots left out), by id."""
+        return cast(dict[str, dict[str, Any]], await self.probe("shown"))
+
+    async def until(self, name: str, *args: Any, timeout_ms: int = SEEN_WITHIN_MS) -> float:
+        """Wait until ``window.probe[name](...args)`` holds; the seconds it took."""
+        return await self.wait_until(
+            "([name, args]) => window.probe[name](...args)", [name, args], timeout_ms=timeout_ms
+        )
+
+    async def wait_until(
+        self, script: str, arg: Any = None, timeout_ms: int = SEEN_WITHIN_MS
+    ) -> float:
+        """Wait until ``script`` (a predicate on the page) holds; the seconds it took."""
+        started = time.perf_counter()
+        await self.page.wait_for_function(script, arg=arg, timeout=timeout_ms, polling=20)
+        return time.perf_counter() - started
+
+    async def select(self, element_id: str) -> None:
+        """Click the element (inside its bottom right corner, clear of flows ending at it and of
+        the context pad) until it is selected: a click right after another may be taken for
+        part of a double click."""
+        box = await self.page.locator(
+            f'.djs-element[data-element-id="{element_id}"]'
+        ).bounding_box()
+        assert box is not None, f"{element_id} is not on {self.name}'s canvas"
+        from playwright.async_api import TimeoutError as NotYet
+
+        for _ in range(3):
+            await self.page.mouse.click(box["x"] + box["width"] - 14, box["y"] + box["height"] - 14)
+            try:
+                await self.page.wait_for_function(
+                    "(id) => window.probe.selected().join() === id", arg=element_id, timeout=600
+                )
+                return
+            except NotYet:
+                continue  # clicked too soon after the last click
+        raise AssertionError(f"{self.name} could not select {element_id}")
+
+    async def center_of(self, element_id: str) -> tuple[float, float]:
+        box = await self.page.locator(
+            f'.djs-element[data-element-id="{element_id}"]'
+        ).bounding_box()
+        assert box is not None, f"{element_id} is not on {self.name}'s canvas"
+        return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+@pytest.fixture
+async def editors(browser: Any) -> AsyncIterator[Any]:
+    """``open(name)``: a new independent browser context (its own storage, socket, document)."""
+    contexts: list[Any] = []
+
+    async def open_context(name: str) -> Editor:
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        await context.add_init_script(PROBES)
+        contexts.append(context)
+        return Editor(name, await context.new_page(), context)
+
+    try:
+        yield open_context
+    finally:
+        for context in contexts:
+            await context.close()
+
+
+async def create_diagram(client: httpx.AsyncClient, *, title: str, xml: bytes | None = None) -> str:
+    if xml is None:
+        created = await client.post("/api/diagrams", json={"title": title})
+    else:
+        created = await client.post(
+            "/api/diagrams", params={"title": title}, content=xml, headers=XML
+        )
+    assert created.status_code == 201, created.text
+    return cast(str, created.json()["id"])
+
+
+def seen(element_id: str) -> str:
+    return f"!!window.studio.modeler.get('elementRegistry').get({element_id!r})"
+
+
+def gone(element_id: str) -> str:
+    return f"!window.studio.modeler.get('elementRegistry').get({element_id!r})"
+
+
+async def saved_xml(
+    client: httpx.AsyncClient, diagram_id: str, done: Any, timeout_s: float = 30
+) -> bytes:
+    """The stored XML (``GET /xml``, no ``fresh``) once ``done(root)`` holds: the snapshot."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            response = await client.get(f"/api/diagrams/{diagram_id}/xml")
+            assert response.status_code == 200, response.text
+            root = etree.fromstring(response.content)
+            if done(root):
+                return response.content
+            await asyncio.sleep(0.25)
+
+
+def one(root: etree._Element, path: str, element_id: str) -> etree._Element | None:
+    found = root.xpath(path, namespaces=NS, id=element_id)
+    assert isinstance(found, list)
+    nodes = [node for node in found if isinstance(node, etree._Element)]
+    assert len(nodes) <= 1, f"{path} finds {len(nodes)} nodes for {element_id}"
+    return nodes[0] if nodes else None
+
+
+# --- two editors, live --------------------------------------------------------------------------
+
+
+async def test_two_editors_see_each_others_edits_within_a_second(
+    live: LiveServer, editors: Any, artifacts: Path
+) -> None:
+    org = unique_org()
+    ada_token, bob_token = live.token(user="ada", org=org), live.token(user="bob", org=org)
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title="Order handling")
+        a, b = await editors("ada"), await editors("bob")
+        await a.open(live, diagram_id, ada_token)
+        await b.open(live, diagram_id, bob_token)
+        start = cast(str, await a.probe("first", "bpmn:StartEvent"))
+        timings: dict[str, float] = {}
+
+        # A creates a task from the palette: pick it, drop it on the canvas.
+        await a.page.click('.djs-palette [data-action="create.task"]')
+        sx, sy = await a.center_of(start)
+        await a.page.mouse.move(sx + 150, sy + 20)
+        await a.page.mouse.move(sx + 200, sy + 20, steps=5)
+        await a.page.mouse.click(sx + 200, sy + 20)
+        task = cast(str, await a.probe("first", "bpmn:Task"))
+        assert task, "A's palette made no task"
+        timings["create"] = await b.until("has", task)
+
+        # ... names it (bpmn-js opens the label editor on a new task; else a double click does).
+        if not await a.page.locator(".djs-direct-editing-parent").is_visible():
+            await a.page.dblclick(f'.djs-element[data-element-id="{task}"]')
+        await a.page.keyboard.type("Check the order")
+        await a.page.mouse.click(sx + 100, sy + 250)  # click away: the edit is done
+        timings["rename"] = await b.until("named", task, "Check the order")
+
+        # ... moves it by dragging.
+        before = await a.element(task)
+        assert before is not None
+        tx, ty = await a.center_of(task)
+        await a.page.mouse.move(tx, ty)
+        await a.page.mouse.down()
+        await a.page.mouse.move(tx + 60, ty + 90, steps=8)
+        await a.page.mouse.up()
+        moved = await a.element(task)
+        assert moved is not None and (moved["x"], moved["y"]) != (before["x"], before["y"])
+        timings["move"] = await b.until("at", task, moved["x"], moved["y"])
+
+        # ... and connects the start event to it with the context pad's connect tool.
+        await a.page.click(f'.djs-element[data-element-id="{start}"]')
+        await a.page.click('.djs-context-pad [data-action="connect"]')
+        tx, ty = await a.center_of(task)
+        await a.page.mouse.move(tx - 10, ty, steps=5)
+        await a.page.mouse.click(tx, ty)
+        flow = cast(str, await a.probe("first", "bpmn:SequenceFlow"))
+        assert flow, "A's connect made no sequence flow"
+        timings["connect"] = await b.until("connects", flow, start, task)
+        assert await b.element(flow) == await a.element(flow)
+
+        # A's pointer and selection show in B's window.
+        await a.select(task)
+        await a.page.mouse.move(tx + 120, ty - 60, steps=4)
+        timings["presence"] = await b.until("sees", "ada", task)
+        assert "ada" in await b.page.locator("#people li").all_inner_texts()
+        assert await a.shown() == await b.shown()
+        await a.page.screenshot(path=str(artifacts / "two-editors-ada.png"))
+        await b.page.screenshot(path=str(artifacts / "two-editors-bob.png"))
+
+        # B names the start event (double click, type, click away) ...
+        bx, by = await b.center_of(start)
+        await b.page.mouse.dblclick(bx, by)
+        await b.page.locator(".djs-direct-editing-parent").wait_for(state="visible", timeout=2000)
+        await b.page.keyboard.type("Order received")
+        await b.page.mouse.click(bx + 300, by + 400)
+        timings["rename by B"] = await a.until("named", start, "Order received")
+
+        # ... and deletes the task from its context pad; A sees it and its flow go.
+        await b.select(task)
+        await b.page.click('.djs-context-pad [data-action="delete"]')
+        timings["delete"] = await a.wait_until(
+            "([task, flow]) => !window.probe.has(task) && !window.probe.has(flow)", [task, flow]
+        )
+        final = await a.shown()
+        assert final == await b.shown()
+        assert set(final) == {start}
+        assert final[start]["name"] == "Order received"
+
+        # After the snapshot, the stored XML is that final state: the start event with B's
+        # name, no task, no flow, in a version the room wrote.
+        def final_state(root: etree._Element) -> bool:
+            named = one(root, "//bpmn:startEvent[@id=$id]", start)
+            return (
+                one(root, "//bpmn:task[@id=$id]", task) is None
+                and named is not None
+                and named.get("name") == "Order received"
+            )
+
+        stored = etree.fromstring(await saved_xml(client, diagram_id, final_state))
+        assert one(stored, "//bpmn:sequenceFlow[@id=$id]", flow) is None
+        assert one(stored, "//bpmndi:BPMNShape[@bpmnElement=$id]", task) is None
+        shape = one(stored, "//bpmndi:BPMNShape[@bpmnElement=$id]/dc:Bounds", start)
+        assert shape is not None
+        bounds = [float(shape.get(name, "nan")) for name in ("x", "y", "width", "height")]
+        drawn = final[start]
+        assert bounds == [drawn["x"], drawn["y"], drawn["width"], drawn["height"]]
+        versions = (await client.get(f"/api/diagrams/{diagram_id}/versions")).json()["data"]
+        assert len(versions) >= 2
+    assert not a.errors and not b.errors, a.errors + b.errors
+    print("seen in the other window after (s):", {k: round(v, 3) for k, v in timings.items()})
+    assert all(v <= SEEN_WITHIN_MS / 1000 for v in timings.values()), timings
+
+
+async def test_an_editor_offline_edits_and_both_converge_on_reconnect(
+    live: LiveServer, editors: Any, artifacts: Path
+) -> None:
+    org = unique_org()
+    ada_token, bob_token = live.token(user="ada", org=org), live.token(user="bob", org=org)
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title="Offline")
+    a, b = await editors("ada"), await editors("bob")
+    await a.open(live, diagram_id, ada_token)
+    await b.open(live, diagram_id, bob_token)
+    start = cast(str, await a.probe("first", "bpmn:StartEvent"))
+
+    await b.context.set_offline(True)
+    await b.wait_until("window.probe.status() === 'offline'", timeout_ms=10_000)
+
+    # B, offline, adds a task and names the start event; A, online, moves the start event.
+    task = cast(str, await b.js(OFFLINE_EDITS))
+    await a.js(
+        "(id) => window.studio.modeler.get('modeling')"
+        ".moveElements([window.probe.get(id)], { x: 0, y: 120 })",
+        start,
+    )
+    moved = await a.element(start)
+    assert moved is not None
+    # B's edits stay with B while it is offline; A's do not reach B.
+    assert await b.probe("status") == "offline"
+    assert not await a.probe("has", task)
+    assert not await a.probe("named", start, "Renamed offline")
+    assert not await b.probe("at", start, moved["x"], moved["y"])
+    await b.page.screenshot(path=str(artifacts / "offline-bob.png"))
+
+    await b.context.set_offline(False)
+    await b.wait_until("window.probe.status() === 'connected'", timeout_ms=15_000)
+    await a.until("has", task, timeout_ms=5000)
+    await a.until("named", start, "Renamed offline", timeout_ms=5000)
+    await b.until("at", start, moved["x"], moved["y"], timeout_ms=5000)
+    assert await a.shown() == await b.shown()
+    assert not a.errors and not b.errors, a.errors + b.errors
+
+
+OFFLINE_EDITS = """() => {
+  const m = window.studio.modeler, modeling = m.get('modeling')
+  const root = m.get('canvas').getRootElement()
+  const task = modeling.createShape({ type: 'bpmn:Task' }, { x: 420, y: 300 }, root)
+  modeling.updateLabel(task, 'Made offline')
+  modeling.updateLabel(window.probe.get(window.probe.first('bpmn:StartEvent')), 'Renamed offline')
+  return task.id
+}"""
+
+
+# --- structure: pools, lanes, subprocesses, types, undo -------------------------------------------
+
+# Each step is one bpmn-js modeling call in A's window (what a palette, context pad or replace
+# menu does underneath); `window.ids` keeps the ids the steps made.
+STRUCTURAL_STEPS = {
+    "create a task": "ids.t1 = add('bpmn:Task', 400, 120)",
+    "create another": "ids.t2 = add('bpmn:Task', 600, 120)",
+    "connect them": "ids.flow = md.connect(get(ids.t1), get(ids.t2)).id",
+    "resize": "const t = get(ids.t1); md.resizeShape(t, { ...t, width: 160, height: 110 })",
+    "bend the flow": (
+        "const w = get(ids.flow).waypoints; md.updateWaypoints(get(ids.flow), [w[0],"
+        " { x: w[0].x + 20, y: w[0].y + 80 }, { x: w[1].x - 20, y: w[0].y + 80 }, w.at(-1)])"
+    ),
+    "reconnect its start": (
+        "const s = get(window.probe.first('bpmn:StartEvent'));"
+        " md.reconnectStart(get(ids.flow), s, { x: s.x + 18, y: s.y + 18 })"
+    ),
+    "change a type": "ids.t2 = replace.replaceElement(get(ids.t2), { type: 'bpmn:UserTask' }).id",
+    "create a subprocess": "ids.sub = add('bpmn:SubProcess', 500, 400, { isExpanded: true })",
+    "move a task into it": (
+        "const t = get(ids.t2), s = get(ids.sub);"
+        " md.moveElements([t], { x: s.x + 100 - t.x, y: s.y + 60 - t.y }, s)"
+    ),
+    "add a pool": "ids.pool = add('bpmn:Participant', 500, 300)",
+    "split it in lanes": "md.splitLane(get(ids.pool), 2)",
+    "name the pool": "md.updateLabel(get(ids.pool), 'Shop')",
+    "delete the subprocess": "md.removeElements([get(ids.sub)])",
+}
+STEP = """(code) => {
+  const m = window.studio.modeler, md = m.get('modeling'), get = (id) => window.probe.get(id)
+  const root = m.get('canvas').getRootElement(), ids = (window.ids ??= {})
+  const add = (type, x, y, more = {}) => md.createShape({ type, ...more }, { x, y }, root).id
+  const replace = m.get('bpmnReplace')
+  new Function('m', 'md', 'get', 'add', 'replace', 'ids', code)(m, md, get, add, replace, ids)
+}"""
+
+
+async def same_view(a: Editor, b: Editor, what: str, timeout_s: float = 3) -> None:
+    """Wait until both windows show the same shapes and connections."""
+    async with asyncio.timeout(timeout_s):
+        while (shown := await a.shown()) != await b.shown():  # noqa: ASYNC110 - two pages
+            await asyncio.sleep(0.05)
+    assert shown, what
+
+
+async def test_structural_edits_cross_and_undo_stays_with_its_author(
+    live: LiveServer, editors: Any
+) -> None:
+    org = unique_org()
+    ada_token, bob_token = live.token(user="ada", org=org), live.token(user="bob", org=org)
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title="Structure")
+    a, b = await editors("ada"), await editors("bob")
+    await a.open(live, diagram_id, ada_token)
+    await b.open(live, diagram_id, bob_token)
+    for what, code in STRUCTURAL_STEPS.items():
+        await a.js(STEP, code)
+        await same_view(a, b, what)
+    view = await a.shown()
+    assert any(e["type"] == "bpmn:Participant" and e["name"] == "Shop" for e in view.values())
+    assert sum(e["type"] == "bpmn:Lane" for e in view.values()) == 2
+    # The user task went with the subprocess it was moved into.
+    assert not any(e["type"] in ("bpmn:SubProcess", "bpmn:UserTask") for e in view.values())
+
+    # B names the start event; A's undo takes back A's last edits only, redo brings one back.
+    start = cast(str, await b.probe("first", "bpmn:StartEvent"))
+    await b.js(STEP, f"md.updateLabel(get({start!r}), 'Bob was here')")
+    await a.until("named", start, "Bob was here")
+    await a.js("window.studio.binding.undo()")  # the subprocess is back
+    await same_view(a, b, "undo")
+    back = {e["type"] for e in (await b.shown()).values()}
+    assert {"bpmn:SubProcess", "bpmn:UserTask"} <= back
+    await a.js("window.studio.binding.undo()")  # the pool has no name again
+    await same_view(a, b, "second undo")
+    await a.js("window.studio.binding.redo()")
+    await same_view(a, b, "redo")
+    assert (await b.element(start) or {}).get("name") == "Bob was here"
+
+    # A window opened now (importing the XML the server renders) shows the same.
+    await b.page.reload()
+    await b.open(live, diagram_id, bob_token)
+    await same_view(a, b, "after reload")
+    assert not a.errors and not b.errors, a.errors + b.errors
+
+
+# --- every MIWG reference diagram ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", reference_files(), ids=lambda path: path.stem)
+async def test_each_miwg_reference_diagram_opens_and_an_edit_crosses(
+    live: LiveServer, editors: Any, path: Path
+) -> None:
+    org = unique_org()
+    ada_token, bob_token = live.token(user="ada", org=org), live.token(user="bob", org=org)
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title=path.stem, xml=path.read_bytes())
+        a, b = await editors("ada"), await editors("bob")
+        await a.open(live, diagram_id, ada_token)
+        await b.open(live, diagram_id, bob_token)
+        for editor in (a, b):
+            assert await editor.js("window.studio.importError ?? null") is None
+            drawn = await editor.shown()
+            assert drawn, f"{path.stem}: nothing drawn in {editor.name}'s window"
+        assert await a.shown() == await b.shown()
+
+        warnings = await a.js("window.studio.importWarnings")
+        name = f"edited {path.stem}"
+        await a.js("window.studio.binding.written = []")
+        edit = await a.probe("renameAny", name)
+        # The document got exactly that edit, in two transactions (rename, move): the name,
+        # then geometry (and a lane's list of its nodes), nothing else.
+        rename, move = await a.js("window.studio.binding.written")
+        assert rename["elements"]["changed"] == {edit["id"]: ["attrs"]}, rename
+        label_only = {tuple(fields) for fields in rename["di"]["changed"].values()}
+        assert label_only <= {("label",)}, rename
+        assert set(map(tuple, move["elements"]["changed"].values())) <= {("refs",)}, move
+        assert {f for fs in move["di"]["changed"].values() for f in fs} <= {
+            "bounds",
+            "waypoints",
+            "label",
+        }, move
+        for written in (rename, move):
+            for root in ("elements", "di"):
+                assert not written[root]["added"] and not written[root]["removed"], written
+        await b.until("named", edit["id"], name, timeout_ms=3000)
+        await b.until("at", edit["id"], edit["x"], edit["y"], timeout_ms=3000)
+        assert await a.shown() == await b.shown()
+        fresh = await client.get(f"/api/diagrams/{diagram_id}/xml", params={"fresh": 1})
+        assert fresh.status_code == 200
+        assert name.encode() in fresh.content
+    assert not a.errors and not b.errors, a.errors + b.errors
+    print(f"{path.stem}: {len(warnings)} import warnings {warnings[:3]}")
