@@ -1,8 +1,9 @@
 """The studio's built files (``studio/``, built with Vite) under ``/studio``.
 
-``/studio`` and ``/studio/{id}`` answer the one page (``index.html``, which routes by path),
-never cached; ``/studio/assets/...`` are content-hashed by the build, so they are cached for a
-year. Without a build, every page says how to make one instead of a blank page.
+``/studio/`` and ``/studio/{id}`` answer the one page (``index.html``, which routes by path),
+never cached (``/studio`` redirects to ``/studio/``); ``/studio/assets/...`` are content-hashed
+by the build, so they are cached for a year. Without a build, every page says how to make one
+instead of a blank page.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,15 @@ class Studio:
 
 
 def studio_routes(folder: Path) -> list[BaseRoute]:
+    """The studio as one mount: pages, not API operations, so not in ``/openapi.json``."""
     studio = Studio(folder)
     return [
-        Route("/studio", studio.page, methods=["GET", "HEAD"]),
-        Route("/studio/", studio.page, methods=["GET", "HEAD"]),
-        Route("/studio/assets/{path:path}", studio.asset, methods=["GET", "HEAD"]),
-        Route("/studio/{name}", studio.page, methods=["GET", "HEAD"]),
+        Mount(
+            "/studio",
+            routes=[
+                Route("/", studio.page, methods=["GET", "HEAD"]),
+                Route("/assets/{path:path}", studio.asset, methods=["GET", "HEAD"]),
+                Route("/{name}", studio.page, methods=["GET", "HEAD"]),
+            ],
+        )
     ]

@@ -41,7 +41,7 @@ window.probe = {
   get: (id) => window.probe.registry().get(id),
   has: (id) => !!window.probe.get(id),
   first: (type) => window.probe.registry().find((e) => e.type === type)?.id ?? null,
-  named: (id, name) => window.probe.get(id)?.businessObject.name === name,
+  named: (id, name) => (window.probe.get(id)?.businessObject.name ?? null) === name,
   at: (id, x, y) => { const e = window.probe.get(id); return !!e && e.x === x && e.y === y },
   connects: (id, source, target) => {
     const e = window.probe.get(id)
@@ -210,12 +210,18 @@ def gone(element_id: str) -> str:
 
 
 async def saved_xml(
-    client: httpx.AsyncClient, diagram_id: str, done: Any, timeout_s: float = 30
+    client: httpx.AsyncClient,
+    diagram_id: str,
+    done: Any,
+    timeout_s: float = 30,
+    fresh: bool = False,
 ) -> bytes:
-    """The stored XML (``GET /xml``, no ``fresh``) once ``done(root)`` holds: the snapshot."""
+    """The stored XML (``GET /xml``; with ``fresh``, the live room's) once ``done(root)`` holds:
+    with the default, once the snapshot has it."""
+    params = {"fresh": 1} if fresh else {}
     async with asyncio.timeout(timeout_s):
         while True:
-            response = await client.get(f"/api/diagrams/{diagram_id}/xml")
+            response = await client.get(f"/api/diagrams/{diagram_id}/xml", params=params)
             assert response.status_code == 200, response.text
             root = etree.fromstring(response.content)
             if done(root):
@@ -522,3 +528,165 @@ async def test_each_miwg_reference_diagram_opens_and_an_edit_crosses(
         assert name.encode() in fresh.content
     assert not a.errors and not b.errors, a.errors + b.errors
     print(f"{path.stem}: {len(warnings)} import warnings {warnings[:3]}")
+
+
+# --- roles and refusals --------------------------------------------------------------------------
+
+
+async def test_a_viewer_watches_read_only(live: LiveServer, editors: Any) -> None:
+    org = unique_org()
+    ada_token = live.token(user="ada", org=org)
+    vic_token = live.token(user="vic", org=org, role="viewer")
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title="Watched")
+    a, v = await editors("ada"), await editors("vic")
+    await a.open(live, diagram_id, ada_token)
+    await v.open(live, diagram_id, vic_token)
+    assert await v.page.locator("#role").is_visible()
+    assert await v.page.locator(".djs-palette").count() == 0  # bpmn-js's viewer: no tools
+    start = cast(str, await a.probe("first", "bpmn:StartEvent"))
+    await a.js(STEP, f"md.updateLabel(get({start!r}), 'Watched live')")
+    await v.until("named", start, "Watched live")
+    assert "vic" in await a.page.locator("#people li").all_inner_texts()
+    assert not a.errors and not v.errors, a.errors + v.errors
+
+
+async def test_an_expired_room_token_is_renewed_and_the_room_rejoined(
+    live: LiveServer, editors: Any
+) -> None:
+    org = unique_org()
+    ada_token = live.token(user="ada", org=org)
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title="Tokens")
+    a = await editors("ada")
+    await a.open(live, diagram_id, ada_token)
+
+    # The next room token the page gets is refused (4401), as an expired one is.
+    async def forge(route: Any) -> None:
+        response = await route.fetch()
+        join = await response.json()
+        header, claims, signature = join["token"].split(".")
+        join["token"] = f"{header}.{claims}.{signature[::-1]}"
+        await route.fulfill(response=response, json=join)
+
+    await a.page.route("**/collaborate", forge, times=1)
+    await a.js("window.studio.connection.provider.ws.close()")  # the connection drops
+    await a.wait_until(
+        "document.getElementById('problem').dataset.code === '4401'", timeout_ms=10_000
+    )
+    await a.wait_until("window.probe.status() === 'connected'", timeout_ms=10_000)
+    assert "token" in await a.page.locator("#problem").inner_text()
+    # ... and the room works again.
+    start = cast(str, await a.probe("first", "bpmn:StartEvent"))
+    await a.js(STEP, f"md.updateLabel(get({start!r}), 'After renewal')")
+    async with live.client(ada_token) as client:
+        await saved_xml(
+            client, diagram_id, lambda root: b"After renewal" in etree.tostring(root), fresh=True
+        )
+    assert not a.errors, a.errors
+
+
+async def test_a_missing_diagram_says_so(live: LiveServer, editors: Any) -> None:
+    a = await editors("ada")
+    await a.page.goto(
+        f"{live.url}/studio/00000000-0000-4000-8000-000000000000#token={live.token(user='ada')}"
+    )
+    await a.wait_until(
+        "document.getElementById('app').dataset.state === 'failed'", timeout_ms=10_000
+    )
+    problem = a.page.locator("#problem")
+    assert "does not exist" in await problem.inner_text()
+    assert await problem.get_attribute("data-code") == "404"
+    assert await problem.locator("button").inner_text() == "Back to the diagrams"
+
+
+async def test_a_forbidden_room_says_so(tmp_path: Path, editors: Any) -> None:
+    settings = make_settings(tmp_path)
+    settings.ws.allowed_origins = ["https://studio.example"]  # not the page's origin
+    async with run_server(settings) as live:
+        org = unique_org()
+        ada_token = live.token(user="ada", org=org)
+        async with live.client(ada_token) as client:
+            diagram_id = await create_diagram(client, title="Elsewhere")
+        a = await editors("ada")
+        await a.page.goto(f"{live.url}/studio/{diagram_id}#token={ada_token}")
+        await a.wait_until(
+            "document.getElementById('problem').dataset.code === '4403'", timeout_ms=10_000
+        )
+        assert "forbidden" in await a.page.locator("#problem").inner_text()
+        assert await a.probe("status") == "closed"
+
+
+# --- the list and the history --------------------------------------------------------------------
+
+
+async def test_the_list_creates_opens_renames_searches_and_deletes(
+    live: LiveServer, editors: Any
+) -> None:
+    org = unique_org()
+    ada_token = live.token(user="ada", org=org)
+    async with live.client(ada_token) as client:
+        await create_diagram(client, title="Invoice approval")
+    a = await editors("ada")
+    page = a.page
+    await page.goto(f"{live.url}/studio/#token={ada_token}")
+    await page.wait_for_function("document.getElementById('app').dataset.state === 'list-ready'")
+    assert await page.locator("#diagrams tbody tr").count() == 1
+
+    # Create: the new diagram opens in the editor.
+    await page.fill("#new-title", "Order handling")
+    await page.click("#create button")
+    await page.wait_for_url(f"{live.url}/studio/*")
+    await page.wait_for_function("document.getElementById('app').dataset.state === 'ready'")
+    assert await page.locator("#title").inner_text() == "Order handling"
+
+    # Back to the list: rename (a prompt), search, delete (a confirmation).
+    await page.click("a.back")
+    await page.wait_for_function("document.getElementById('app').dataset.state === 'list-ready'")
+    row = page.locator("#diagrams tbody tr", has_text="Order handling")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("Order fulfilment")))
+    await row.locator("[data-action=rename]").click()
+    await page.locator("#diagrams tbody tr", has_text="Order fulfilment").wait_for()
+    await page.fill("#q", "fulfil")
+    await page.click("#search button")
+    await page.wait_for_function("document.querySelectorAll('#diagrams tbody tr').length === 1")
+    row = page.locator("#diagrams tbody tr", has_text="Order fulfilment")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await row.locator("[data-action=delete]").click()
+    await row.wait_for(state="detached")
+    async with live.client(ada_token) as client:
+        titles = [d["title"] for d in (await client.get("/api/diagrams")).json()["data"]]
+    assert titles == ["Invoice approval"]
+    assert not a.errors, a.errors
+
+
+async def test_restoring_a_version_reaches_every_window(live: LiveServer, editors: Any) -> None:
+    org = unique_org()
+    ada_token, bob_token = live.token(user="ada", org=org), live.token(user="bob", org=org)
+    async with live.client(ada_token) as client:
+        diagram_id = await create_diagram(client, title="Restore")
+        a, b = await editors("ada"), await editors("bob")
+        await a.open(live, diagram_id, ada_token)
+        await b.open(live, diagram_id, bob_token)
+        start = cast(str, await a.probe("first", "bpmn:StartEvent"))
+        await a.js(STEP, f"md.updateLabel(get({start!r}), 'Version two')")
+        await b.until("named", start, "Version two")
+        # The room's snapshot makes version 2; the page shows it as saved.
+        await a.wait_until(
+            "document.getElementById('saved').dataset.version === '2'", timeout_ms=30_000
+        )
+
+        await a.page.click("#history-toggle")
+        version_1 = a.page.locator('#versions li[data-rev="1"]')
+        await version_1.locator("button", has_text="Restore").click()
+        # Version 1's content comes back as version 3, folded into the live room: both
+        # windows lose the name without reloading.
+        await a.until("named", start, None, timeout_ms=10_000)
+        await b.until("named", start, None, timeout_ms=10_000)
+        await a.wait_until(
+            "document.getElementById('saved').dataset.version === '3'", timeout_ms=10_000
+        )
+        summary = (await client.get(f"/api/diagrams/{diagram_id}/summary")).json()
+        assert summary["version"] >= 3
+    assert await a.shown() == await b.shown()
+    assert not a.errors and not b.errors, a.errors + b.errors

@@ -73,7 +73,9 @@ def test_the_studio_mirrors_the_schemas_key_names(studio_packages: str) -> None:
 
 def client_for(folder: Path) -> httpx.AsyncClient:
     app = Starlette(routes=studio_routes(folder))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://studio")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://studio", follow_redirects=True
+    )
 
 
 @pytest.fixture

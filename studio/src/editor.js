@@ -28,7 +28,7 @@ export async function openEditor (app, diagramId) {
   app.dataset.state = 'connecting'
   app.innerHTML = `
     <header class="bar">
-      <a href="/studio" class="back">← Diagrams</a>
+      <a href="/studio/" class="back">← Diagrams</a>
       <strong id="title">…</strong>
       <span id="role" class="role" hidden>read-only</span>
       <span id="status" class="status" data-status="connecting">${STATUS_TEXT.connecting}</span>
@@ -61,7 +61,7 @@ export async function openEditor (app, diagramId) {
     const button = box.querySelector('button')
     const actions = {
       reload: ['Reload', () => window.location.reload()],
-      list: ['Back to the diagrams', () => window.location.assign('/studio')],
+      list: ['Back to the diagrams', () => window.location.assign('/studio/')],
       signin: ['Sign in', () => { signOut(); window.location.reload() }],
       retry: ['Reconnect now', () => connection?.reconnectNow()]
     }
@@ -80,7 +80,7 @@ export async function openEditor (app, diagramId) {
     }
     problem({ code: error?.status ?? 0, message: `Something went wrong: ${error?.message ?? error}`, action: 'reload', fatal: true })
   }
-  $('#signout').addEventListener('click', () => { signOut(); window.location.assign('/studio') })
+  $('#signout').addEventListener('click', () => { signOut(); window.location.assign('/studio/') })
   $('#history-toggle').addEventListener('click', () => {
     const panel = $('#history')
     panel.hidden = !panel.hidden
