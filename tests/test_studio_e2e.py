@@ -60,6 +60,9 @@ window.probe = {
       width: e.width ?? null, height: e.height ?? null,
       waypoints: e.waypoints ? e.waypoints.map((p) => [p.x, p.y]) : null,
       source: e.source?.id ?? null, target: e.target?.id ?? null,
+      parent: e.parent?.id ?? null,
+      label: e.label && !e.label.hidden
+        ? [e.label.x, e.label.y, e.label.width, e.label.height] : null,
     }
   },
   shown: () => {
@@ -98,6 +101,16 @@ class Editor:
         self.context = context
         self.errors: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        # Errors the page caught and logged (Yjs logs an observer's exception and goes on).
+        # The browser's own log of a refused socket or a failed fetch is the test's doing.
+        text = message.text
+        if message.type == "error" and not text.startswith(
+            ("WebSocket connection", "Failed to load")
+        ):
+            self.errors.append(text)
 
     async def open(self, live: LiveServer, diagram_id: str, token: str) -> None:
         await self.page.goto(f"{live.url}/studio/{diagram_id}#token={token}")
@@ -526,7 +539,12 @@ async def test_each_miwg_reference_diagram_opens_and_an_edit_crosses(
         fresh = await client.get(f"/api/diagrams/{diagram_id}/xml", params={"fresh": 1})
         assert fresh.status_code == 200
         assert name.encode() in fresh.content
-    assert not a.errors and not b.errors, a.errors + b.errors
+        # A window opened now, importing the XML the server renders from the document the
+        # two wrote, shows what they show.
+        c = await editors("cy")
+        await c.open(live, diagram_id, live.token(user="cy", org=org))
+        assert await c.shown() == await a.shown()
+    assert not a.errors and not b.errors and not c.errors, a.errors + b.errors + c.errors
     print(f"{path.stem}: {len(warnings)} import warnings {warnings[:3]}")
 
 
