@@ -22,7 +22,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
 from types import TracebackType
@@ -94,6 +93,27 @@ def _short_reason(reason: str) -> str:
 class Client:
     """A connection in a room. Use it as an async context manager: that runs its writer."""
 
+    __slots__ = (
+        "_byte_rate",
+        "_close_callbacks",
+        "_closed",
+        "_closed_waiter",
+        "_message_rate",
+        "_outbox",
+        "_send_cancelled",
+        "_sending",
+        "_wakeup",
+        "_writer",
+        "close_code",
+        "close_reason",
+        "connection_id",
+        "limits",
+        "metrics",
+        "role",
+        "transport",
+        "user_id",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -113,16 +133,25 @@ class Client:
         self.metrics = metrics or Metrics()
         self.close_code: int | None = None
         self.close_reason = ""
-        # A deque and one wake-up future rather than an asyncio.Queue: offer() runs for every
-        # client on every update, and the queue's getter bookkeeping was a visible share of it.
-        self._outbox: deque[bytes] = deque()
+        # A list and one wake-up future rather than an asyncio.Queue: offer() runs for every
+        # client on every update, and the queue's getter bookkeeping was a visible share of
+        # it. Not a deque either: an empty deque holds a 64-slot block, an empty list nothing,
+        # and an outbox is almost always empty or one message long.
+        self._outbox: list[bytes] = []
         self._wakeup: asyncio.Future[None] | None = None
         self._message_rate = TokenBucket(
             self.limits.messages_per_s, self.limits.message_burst, clock
         )
         self._byte_rate = TokenBucket(self.limits.bytes_per_s, self.limits.byte_burst, clock)
-        self._closed = asyncio.Event()
-        self._tasks: asyncio.TaskGroup | None = None
+        # One task per client (its writer, which also closes it) and plain futures, not
+        # Events or task groups: a worker holds thousands of clients, each one's objects
+        # are its memory (bench/README.md, memory per idle connection).
+        self._closed = False
+        self._closed_waiter: asyncio.Future[None] | None = None
+        self._close_callbacks: list[Callable[[], object]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._sending = False
+        self._send_cancelled = False
 
     def __repr__(self) -> str:
         return f"<Client {self.connection_id} user={self.user_id} role={self.role}>"
@@ -133,10 +162,25 @@ class Client:
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self._closed:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed_waiter)
+
+    def on_close(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once, when the client closes (at once if it has)."""
+        if self._closed:
+            callback()
+        else:
+            self._close_callbacks.append(callback)
+
+    def remove_close_callback(self, callback: Callable[[], object]) -> None:
+        if callback in self._close_callbacks:
+            self._close_callbacks.remove(callback)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -172,12 +216,20 @@ class Client:
         self.close_code = code
         self.close_reason = _short_reason(reason)
         self.metrics.clients_closed[code] += 1
-        self._closed.set()
+        self._closed = True
+        for waiter in (self._closed_waiter, self._wakeup):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if self._sending and self._writer is not None:
+            # A send blocked on a slow socket would delay the close forever: cancel it.
+            self._send_cancelled = True
+            self._writer.cancel()
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            callback()
 
     async def __aenter__(self) -> Self:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._tasks.create_task(self._run(), name=f"client-{self.connection_id}")
+        self._writer = asyncio.ensure_future(self._run())
         return self
 
     async def __aexit__(
@@ -187,18 +239,14 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close(CloseCode.NORMAL, "bye")
-        assert self._tasks is not None
-        # The body's own exception propagates as it is: handing it to the task group would
-        # wrap it in an ExceptionGroup. The tasks end on their own once the client is closed.
-        await self._tasks.__aexit__(None, None, None)
+        assert self._writer is not None
+        # The body's own exception propagates as it is; the writer ends once closed.
+        await asyncio.wait([self._writer])
+        if not self._writer.cancelled():
+            self._writer.result()
 
     async def _run(self) -> None:
-        assert self._tasks is not None
-        writer = self._tasks.create_task(self._write(), name=f"writer-{self.connection_id}")
-        await self._closed.wait()
-        # A send blocked on a slow socket would delay the close forever: cancel it.
-        writer.cancel()
-        await asyncio.wait([writer])
+        await self._write()
         if self.close_code == CloseCode.LOST:
             return
         try:
@@ -208,21 +256,35 @@ class Client:
             log.debug("closing %s failed: %r", self, exc)
 
     async def _write(self) -> None:
+        """Send what is offered, in order, until the client closes."""
         loop = asyncio.get_running_loop()
         outbox = self._outbox
-        while True:
-            while outbox:
-                data = outbox.popleft()
+        while not self._closed:
+            if not outbox:
+                self._wakeup = loop.create_future()
                 try:
-                    await self.transport.send(data)
-                except Exception as exc:
-                    log.debug("sending to %s failed: %r", self, exc)
-                    self.close(CloseCode.LOST, "connection lost")
-                    return
-                self.metrics.messages_out += 1
-                self.metrics.bytes_out += len(data)
-            self._wakeup = loop.create_future()
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+                continue
+            data = outbox.pop(0)
+            self._sending = True
             try:
-                await self._wakeup
+                await self.transport.send(data)
+            except asyncio.CancelledError:
+                if not self._send_cancelled:
+                    raise
+                # Our own cancel, from close(): this task goes on to close the transport.
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                return
+            except Exception as exc:
+                self._sending = False  # so that close() does not cancel this very task
+                log.debug("sending to %s failed: %r", self, exc)
+                self.close(CloseCode.LOST, "connection lost")
+                return
             finally:
-                self._wakeup = None
+                self._sending = False
+            self.metrics.messages_out += 1
+            self.metrics.bytes_out += len(data)

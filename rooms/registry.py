@@ -78,6 +78,7 @@ class Session:
 
     room: Room
     client: Client
+    entry: _Entry
 
     async def receive(self, data: bytes) -> None:
         await self.room.receive(self.client, data)
@@ -184,32 +185,49 @@ class RoomRegistry:
         async with self.client(
             transport, user_id=user_id, role=role, connection_id=connection_id
         ) as client:
-            joined = False
+            session = await self.enter(diagram_id, client)
             try:
-                async with self.session(diagram_id, client) as room:
-                    joined = True
-                    yield Session(room, client)
-            except Exception as exc:
-                if not joined:
-                    detail = (
-                        exc.detail if isinstance(exc, CollabError) else "the room could not open"
-                    )
-                    client.close(close_code_for(exc), detail)
-                raise
+                yield session
+            finally:
+                await self.leave(session)
 
     @asynccontextmanager
     async def session(self, diagram_id: str, client: Client) -> AsyncIterator[Room]:
         """Join a running ``client`` to the room of ``diagram_id`` (opening it if needed)."""
-        entry = await self._acquire(diagram_id)
+        session = await self.enter(diagram_id, client)
+        try:
+            yield session.room
+        finally:
+            await self.leave(session)
+
+    async def enter(self, diagram_id: str, client: Client) -> Session:
+        """Join a running ``client`` to the room of ``diagram_id`` (opening it if needed);
+        every session entered must be left (:meth:`leave`).
+
+        What :meth:`connect` does, without its context-manager frames: the edge holds a
+        session for a connection's whole life, thousands at once. A refusal closes the
+        client with the code that says why (1013 for limits) and is raised.
+        """
+        try:
+            entry = await self._acquire(diagram_id)
+        except Exception as exc:
+            _refused(client, exc)
+            raise
         try:
             room = await asyncio.shield(entry.ready)
             await room.join(client)
-            try:
-                yield room
-            finally:
-                await room.leave(client)
-        finally:
+        except BaseException as exc:
             self._release(entry)
+            if isinstance(exc, Exception):
+                _refused(client, exc)
+            raise
+        return Session(room, client, entry)
+
+    async def leave(self, session: Session) -> None:
+        try:
+            await session.room.leave(session.client)
+        finally:
+            self._release(session.entry)
 
     async def _acquire(self, diagram_id: str) -> _Entry:
         while True:
@@ -314,6 +332,11 @@ class RoomRegistry:
                 self.metrics.hook_failures += 1
                 log.exception("on_unload failed for room %s", diagram_id)
         log.info("room %s unloaded", diagram_id)
+
+
+def _refused(client: Client, exc: Exception) -> None:
+    detail = exc.detail if isinstance(exc, CollabError) else "the room could not open"
+    client.close(close_code_for(exc), detail)
 
 
 def _consume(future: asyncio.Future[Room]) -> None:

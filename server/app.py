@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from core.errors import CollabError
 from server.api.table import OPERATIONS
@@ -28,6 +30,34 @@ def _package_version() -> str:
         return version("bpmn-collab")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+_COLLAB_PREFIX = "/collab/"
+
+
+class CollabApp(Starlette):
+    """The app, with the room sockets taken straight to their handler.
+
+    A room socket lives for hours and every frame it sends goes back through the app's
+    send chain, so the middleware and router frames Starlette keeps around a WebSocket
+    session cost memory for each connection and time for each message. Those layers do
+    nothing for ``/collab/{id}``: its handler admits, refuses and closes by itself. Every
+    other request, sockets included, takes the ordinary way.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            diagram_id = path[len(_COLLAB_PREFIX) :]
+            if path.startswith(_COLLAB_PREFIX) and diagram_id and "/" not in diagram_id:
+                scope["app"] = self
+                scope["path_params"] = {"diagram_id": diagram_id}
+                await collab(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -50,7 +80,7 @@ def create_app(
             yield
         log.info("stopped")
 
-    app = Starlette(
+    app = CollabApp(
         routes=[*routes_for(OPERATIONS), WebSocketRoute("/collab/{diagram_id}", collab)],
         lifespan=lifespan,
         exception_handlers={

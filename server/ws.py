@@ -14,9 +14,10 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import cast
+from typing import Any, cast
+from urllib.parse import parse_qs
 
-from starlette.types import Message
+from starlette.types import Message, Scope
 from starlette.websockets import WebSocket
 
 from core.errors import CollabError, InvalidInput, PermissionDenied, Unauthenticated
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 class WebSocketTransport:
     """Starlette's WebSocket as the rooms' ``Transport``."""
+
+    __slots__ = ("_closed", "_websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
@@ -90,23 +93,23 @@ async def _join(
     _retire_older_room(services, grant)
     transport = WebSocketTransport(websocket)
     log.info("connection open (%s)", grant.role)
+    rooms = services.rooms
+    client = rooms.client(
+        transport, user_id=grant.user_id, role=grant.role, connection_id=connection_id
+    )
     try:
-        async with services.rooms.connect(
-            key,
-            transport,
-            user_id=grant.user_id,
-            role=grant.role,
-            connection_id=connection_id,
-        ) as session:
-            expiry = asyncio.ensure_future(
-                _expire(session, grant.expires_at, services.ws.token_expiry_grace_s)
-            )
+        # Entered and left by hand, not through rooms.connect(): its context-manager frames
+        # would stay alive, per connection, for the connection's whole life.
+        async with client:
+            session = await rooms.enter(key, client)
+            expiry = _TokenExpiry(session, grant.expires_at, services.ws.token_expiry_grace_s)
             try:
                 await _FramePump(websocket, session).run()
             except InvalidInput as exc:
                 await transport.close(int(CloseCode.MALFORMED), exc.detail)
             finally:
                 expiry.cancel()
+                await rooms.leave(session)
     except CollabError as exc:
         log.info("room refused: %s", exc.detail)
     finally:
@@ -114,20 +117,32 @@ async def _join(
         log.info("connection closed")
 
 
-async def _expire(session: Session, expires_at: float, grace_s: float) -> None:
+class _TokenExpiry:
     """When the room token expires, tell the client, then close it with 4401 after the
-    grace period, so it reconnects with a fresh token (y-websocket reconnects by itself)."""
-    await asyncio.sleep(max(0.0, expires_at - time.time()))
-    session.client.offer(
-        encode_message(
-            AuthMessage(
-                AUTH_PERMISSION_DENIED,
-                f"room token expired; reconnect with a new one within {grace_s:.0f} s",
-            )
-        )
-    )
-    await asyncio.sleep(grace_s)
-    session.client.close(CloseCode.UNAUTHENTICATED, "room token expired")
+    grace period, so it reconnects with a fresh token (y-websocket reconnects by itself).
+
+    Two timer handles rather than a task sleeping for each connection's whole life: a
+    worker holds thousands of connections, and a handle is a fraction of a task's memory.
+    """
+
+    __slots__ = ("_client", "_grace_s", "_loop", "_timer")
+
+    def __init__(self, session: Session, expires_at: float, grace_s: float) -> None:
+        self._client = session.client
+        self._grace_s = grace_s
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(max(0.0, expires_at - time.time()), self._warn)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _warn(self) -> None:
+        reason = f"room token expired; reconnect with a new one within {self._grace_s:.0f} s"
+        self._client.offer(encode_message(AuthMessage(AUTH_PERMISSION_DENIED, reason)))
+        self._timer = self._loop.call_later(self._grace_s, self._close)
+
+    def _close(self) -> None:
+        self._client.close(CloseCode.UNAUTHENTICATED, "room token expired")
 
 
 def _retire_older_room(services: Services, grant: RoomGrant) -> None:
@@ -143,30 +158,38 @@ class _FramePump:
     """Hands each frame the peer sends to the room, until the peer leaves or the room closes
     the session.
 
-    One task reads for the whole connection (a task per frame would cost more than many a
-    frame's handling). When the room closes the session, a read waiting for the next frame is
-    cancelled at once; a frame the room is handling is never interrupted: the loop ends after
-    it.
+    It reads in the connection's own task: no task per frame, nor one per connection. When
+    the room closes the session, a read waiting for the next frame is cancelled at once (the
+    close callback cancels this task and the cancellation is taken back here); a frame the
+    room is handling is never interrupted: the loop ends after it.
     """
+
+    __slots__ = ("_interrupted", "_session", "_task", "_waiting", "_websocket")
 
     def __init__(self, websocket: WebSocket, session: Session) -> None:
         self._websocket = websocket
         self._session = session
         self._waiting = False
+        self._interrupted = False
+        self._task: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
-        reader = asyncio.ensure_future(self._read())
-        closed = asyncio.ensure_future(self._session.wait_closed())
+        self._task = asyncio.current_task()
+        client = self._session.client
+        client.on_close(self._interrupt)
         try:
-            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+            await self._read()
+        except asyncio.CancelledError:
+            # Ours, and nobody else's (a shutdown cancels too): swallow it, or go on raising.
+            if not self._interrupted or (self._task is not None and self._task.uncancel() > 0):
+                raise
         finally:
-            closed.cancel()
-            if not reader.done():
-                if self._waiting:
-                    reader.cancel()
-                await asyncio.wait({reader})
-        if not reader.cancelled():
-            reader.result()  # what the read raised: a text frame, say
+            client.remove_close_callback(self._interrupt)
+
+    def _interrupt(self) -> None:
+        if self._waiting and not self._interrupted and self._task is not None:
+            self._interrupted = True
+            self._task.cancel()
 
     async def _read(self) -> None:
         while not self._session.closed:
@@ -185,11 +208,14 @@ class _FramePump:
 
 
 async def _admit(websocket: WebSocket, services: Services, diagram_id: str) -> RoomGrant:
-    origin = websocket.headers.get("origin")
+    # Read from the scope, not through websocket.headers / .query_params: those are parsed
+    # once and kept on the socket object for the connection's whole life.
     allowed = services.ws.allowed_origins
-    if allowed and origin not in allowed:
-        raise PermissionDenied(f"origin {origin!r} is not allowed")
-    token = websocket.query_params.get("token")
+    if allowed:
+        origin = _header(websocket.scope, b"origin")
+        if origin not in allowed:
+            raise PermissionDenied(f"origin {origin!r} is not allowed")
+    token = _query_param(websocket.scope, "token")
     if not token:
         raise Unauthenticated("add the room token as ?token=")
     grant = verify_room_token(
@@ -198,3 +224,15 @@ async def _admit(websocket: WebSocket, services: Services, diagram_id: str) -> R
     record = await services.store.get(grant.org_id, diagram_id)
     check_epoch(grant, record.crdt_epoch)
     return grant
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return cast(bytes, value).decode("latin-1")
+    return None
+
+
+def _query_param(scope: Scope, name: str) -> str | None:
+    values = parse_qs(cast(bytes, scope.get("query_string", b"")).decode("latin-1")).get(name)
+    return values[0] if values else None
