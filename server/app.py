@@ -20,6 +20,7 @@ from server.openapi import build_document, routes_for
 from server.problems import handle_collab_error, handle_http_exception, handle_unexpected
 from server.services import ServiceOverrides, open_services
 from server.settings import Settings
+from server.studio import studio_routes
 from server.ws import collab
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,11 @@ def create_app(
         log.info("stopped")
 
     app = CollabApp(
-        routes=[*routes_for(OPERATIONS), WebSocketRoute("/collab/{diagram_id}", collab)],
+        routes=[
+            *routes_for(OPERATIONS),
+            WebSocketRoute("/collab/{diagram_id}", collab),
+            *studio_routes(settings.server.studio_dir),
+        ],
         lifespan=lifespan,
         exception_handlers={
             CollabError: handle_collab_error,
