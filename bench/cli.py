@@ -14,8 +14,10 @@ from functools import partial
 from importlib import import_module
 from typing import Final
 
+from bench.compare import add_arguments as add_compare_arguments
 from bench.config import SCENARIOS, add_arguments
 from bench.report import add_arguments as add_report_arguments
+from bench.sweep import add_arguments as add_sweep_arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ _SCENARIO_HELP: Final = {
     "broadcast": "one writer, N observers in one room",
     "join": "N clients join a room holding a large diagram at the same moment",
     "rest": "N REST users list, get and save with think times, beside a rooms load",
+    "memory": "server memory per idle connection and per open 1,000-element document",
 }
 
 VERBS: Final[dict[str, Verb]] = {
@@ -37,6 +40,16 @@ VERBS: Final[dict[str, Verb]] = {
         name: Verb(_SCENARIO_HELP[name], partial(add_arguments, scenario=name), "bench.main")
         for name in SCENARIOS
     },
+    "sweep": Verb(
+        "rooms at rising rates, a fresh server each; the highest rate with p99 in bounds",
+        add_sweep_arguments,
+        "bench.sweep",
+    ),
+    "compare": Verb(
+        "every scenario against each server, fresh and pinned; compare.md of ours / peer",
+        add_compare_arguments,
+        "bench.compare",
+    ),
     "report": Verb(
         "result files -> a markdown table and latency plots",
         add_report_arguments,

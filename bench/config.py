@@ -12,15 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-SCENARIOS: Final = ("rooms", "broadcast", "join", "rest")
-# N means editors (rooms), observers (broadcast), joining clients (join) or REST users (rest).
-_DEFAULT_CLIENTS: Final = {"rooms": 100, "broadcast": 100, "join": 50, "rest": 100}
-_DEFAULT_RATE_HZ: Final = {"rooms": 1.0, "broadcast": 10.0, "join": 1.0, "rest": 1.0}
+SCENARIOS: Final = ("rooms", "broadcast", "join", "rest", "memory")
+# N means editors (rooms), observers (broadcast), joining clients (join), REST users (rest)
+# or idle connections (memory).
+_DEFAULT_CLIENTS: Final = {"rooms": 100, "broadcast": 100, "join": 50, "rest": 100, "memory": 1000}
+_DEFAULT_RATE_HZ: Final = {"rooms": 1.0, "broadcast": 10.0, "join": 1.0, "rest": 1.0, "memory": 1.0}
+# memory: --duration is how long each measurement settles, not a window of load.
+_DEFAULT_DURATION_S: Final = {"memory": 3.0}
+_DEFAULT_DURATION_FALLBACK_S: Final = 30.0
+# memory: idle clients per room by default, under ours' default cap of 500 per room.
+_IDLE_PER_ROOM: Final = 250
+MAX_DOCUMENTS: Final = 1000
 MAX_CLIENTS: Final = 10_000
 MAX_DURATION_S: Final = 3600.0
 # The servers the WebSocket scenarios run against (bench/servers.py starts each of them).
 SERVER_KINDS: Final = ("ours", "pycrdt-websocket", "y-websocket", "hocuspocus")
-PEER_SCENARIOS: Final = ("rooms", "broadcast", "join")  # the others need our REST API
+PEER_SCENARIOS: Final = ("rooms", "broadcast", "join", "memory")  # rest needs our REST API
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,8 @@ class BenchConfig:
     ws_editors: int = 20
     ws_rooms: int = 2
     ws_rate_hz: float = 1.0
+    # memory: rooms of a 1,000-element diagram, one client each.
+    documents: int = 50
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -80,6 +89,7 @@ class BenchConfig:
                 "ws rooms must be 1..ws editors",
             ),
             (0 < self.ws_rate_hz <= 100, "ws rate must be in (0, 100] edits per second"),
+            (0 <= self.documents <= MAX_DOCUMENTS, f"documents must be 0..{MAX_DOCUMENTS}"),
         )
         for ok, message in checks:
             if not ok:
@@ -115,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser, scenario: str) -> None:
     )
     parser.add_argument(
         "--server-cpus",
-        type=_cpu_list,
+        type=cpu_list,
         default=(),
         help="with --spawn: cores to pin the server to, e.g. 1 or 0,1",
     )
@@ -127,15 +137,23 @@ def add_arguments(parser: argparse.ArgumentParser, scenario: str) -> None:
         "--users",
         dest="clients",
         type=int,
-        help="editors (rooms), observers (broadcast), joining clients (join) or REST users "
-        "(rest); default 100, 100, 50, 100",
+        help="editors (rooms), observers (broadcast), joining clients (join), REST users "
+        "(rest) or idle connections (memory); default 100, 100, 50, 100, 1000",
     )
-    parser.add_argument("--rooms", type=int, help="rooms (rooms scenario; default 10)")
+    parser.add_argument(
+        "--rooms",
+        type=int,
+        help="rooms (rooms scenario; default 10), rooms of the idle clients (memory; default "
+        f"one per {_IDLE_PER_ROOM})",
+    )
     parser.add_argument(
         "--rate", type=float, help="edits per second per editor (default 1; broadcast 10)"
     )
     parser.add_argument(
-        "--duration", type=float, default=30.0, help="seconds of editing (join: storm cap)"
+        "--duration",
+        type=float,
+        help="seconds of editing (default 30; join: storm cap; memory: seconds each "
+        "measurement settles, default 3)",
     )
     parser.add_argument("--out", type=Path, help="result JSON (default bench-SCENARIO-TIME.json)")
     parser.add_argument(
@@ -175,11 +193,21 @@ def add_arguments(parser: argparse.ArgumentParser, scenario: str) -> None:
     )
     rest.add_argument("--ws-rooms", type=int, default=2, help="rooms of that load")
     rest.add_argument("--ws-rate", type=float, default=1.0, help="edits/s per editor of that load")
+    memory = parser.add_argument_group("memory scenario")
+    memory.add_argument(
+        "--documents",
+        type=int,
+        default=50,
+        help="rooms holding a 1,000-element diagram, one client each (0: skip that part)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     scenario: str = args.scenario
     clients = _DEFAULT_CLIENTS[scenario] if args.clients is None else args.clients
+    duration = args.duration
+    if duration is None:
+        duration = _DEFAULT_DURATION_S.get(scenario, _DEFAULT_DURATION_FALLBACK_S)
     return BenchConfig(
         scenario=scenario,
         target=args.target,
@@ -187,11 +215,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         spawn=args.spawn,
         server_cpus=args.server_cpus,
         clients=clients,
-        rooms=(min(10, clients) if args.rooms is None else args.rooms)
-        if scenario == "rooms"
-        else 1,
+        rooms=_rooms(scenario, clients, args.rooms),
         rate_hz=_DEFAULT_RATE_HZ[scenario] if args.rate is None else args.rate,
-        duration_s=args.duration,
+        duration_s=duration,
         out=args.out,
         server_pids=tuple(args.server_pids),
         secret=args.secret or os.environ.get("AUTH_JWT_SECRET") or None,
@@ -209,10 +235,21 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         ws_editors=args.ws_editors,
         ws_rooms=args.ws_rooms,
         ws_rate_hz=args.ws_rate,
+        documents=args.documents,
     )
 
 
-def _cpu_list(text: str) -> tuple[int, ...]:
+def _rooms(scenario: str, clients: int, given: int | None) -> int:
+    if given is not None and scenario in ("rooms", "memory"):
+        return given
+    if scenario == "rooms":
+        return min(10, clients)
+    if scenario == "memory":
+        return max(1, -(-clients // _IDLE_PER_ROOM))
+    return 1
+
+
+def cpu_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(sorted({int(part) for part in text.split(",")}))
     except ValueError:

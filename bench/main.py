@@ -17,6 +17,7 @@ from bench.config import BenchConfig, config_from_args
 from bench.run import Run
 from bench.scenarios.broadcast import broadcast
 from bench.scenarios.join import join_storm
+from bench.scenarios.memory import memory
 from bench.scenarios.rest import rest
 from bench.scenarios.rooms import rooms
 from bench.servers import spawned_for
@@ -28,6 +29,7 @@ SCENARIOS: Final[dict[str, Callable[[Run], Awaitable[None]]]] = {
     "broadcast": broadcast,
     "join": join_storm,
     "rest": rest,
+    "memory": memory,
 }
 # Beyond set-up, editing and draining: closing 1,000 sockets and writing the result.
 _SLACK_S: Final = 60.0
@@ -102,6 +104,8 @@ def summary(result: dict[str, Any]) -> str:
             f"  joins: {details['joins_per_s']}/s over {details['storm_s']} s; first open "
             f"{details['first_open_ms']} ms; state {details['state_bytes'] / 1024:.0f} KiB"
         )
+    if "memory" in result["details"]:
+        lines += memory_lines(result["details"]["memory"])
     server = result["server"]
     lines += [
         f"  errors: {result['error_count']} {result['errors'] or ''}".rstrip(),
@@ -114,6 +118,27 @@ def summary(result: dict[str, Any]) -> str:
         f"  wrote {result['out']}",
     ]
     return "\n".join(lines)
+
+
+def memory_lines(figures: dict[str, Any]) -> list[str]:
+    lines = []
+    if idle := figures.get("idle"):
+        lines.append(
+            f"  memory: {idle['connections']} idle connections in {idle['rooms']} rooms: "
+            f"{idle['baseline_kib'] / 1024:.1f} -> {idle['after_kib'] / 1024:.1f} MiB, "
+            f"{idle['per_connection_kib']} KiB per connection (target <= {idle['target_kib']:g}; "
+            f"second half alone {idle['marginal_per_connection_kib']})"
+        )
+    if documents := figures.get("documents"):
+        lines.append(
+            f"  memory: {documents['documents']} documents of "
+            f"{documents['elements_per_document']} elements: "
+            f"{documents['baseline_kib'] / 1024:.1f} -> {documents['after_kib'] / 1024:.1f} MiB, "
+            f"{documents['per_document_mib']} MiB per document "
+            f"(target <= {documents['target_mib']:g}; second half alone "
+            f"{documents['marginal_per_document_mib']})"
+        )
+    return lines
 
 
 def _server_name(result: dict[str, Any]) -> str:

@@ -133,6 +133,20 @@ class ProcSampler:
         """CPU time the processes have used so far (those still alive)."""
         return self._read()[0] / self._ticks_per_s
 
+    def rss_kib_by_pid(self) -> dict[int, int]:
+        """Resident memory of each process alive now, in KiB; unlike :meth:`sample`, this
+        leaves the CPU accounting between progress ticks alone."""
+        pids = with_descendants(self.pids, self._proc) if self._descendants else self.pids
+        found = {}
+        for pid in pids:
+            try:
+                rss = parse_rss_kib((self._proc / str(pid) / "status").read_text())
+            except (OSError, ValueError):
+                continue
+            if rss is not None:
+                found[pid] = rss
+        return found
+
     def sample(self) -> Usage:
         now = time.monotonic()
         ticks, rss_kib, alive = self._read()

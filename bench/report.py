@@ -55,12 +55,12 @@ class Row:
             self.clients,
             self.rooms,
             self.rate,
-            _num(self.duration_s),
-            *(_num(self.latency.get(name)) for name in _PERCENTILES),
+            number(self.duration_s),
+            *(number(self.latency.get(name)) for name in _PERCENTILES),
             self.throughput,
             self.errors,
-            _num(self.cpu_mean),
-            _num(self.rss_max),
+            number(self.cpu_mean),
+            number(self.rss_max),
             f"`{self.source}`",
         ]
 
@@ -112,34 +112,42 @@ def row_of(result: dict[str, Any], source: str) -> Row:
     if scenario == "rest":
         rest: dict[str, Any] = details.get("rest", {})
         editors = int(params.get("ws_editors", 0))
-        clients_cell = f"{clients} users (think {_num(params.get('think_s'))} s)"
+        clients_cell = f"{clients} users (think {number(params.get('think_s'))} s)"
         if editors:
             clients_cell += f" + {editors} editors"
         rooms_cell = str(params.get("ws_rooms", "-")) if editors else "-"
-        rate_cell = f"{_num(params.get('ws_rate_hz'))}/s per editor" if editors else "-"
-        done = f"{_num(rest.get('requests_per_s'))} req/s"
+        rate_cell = f"{number(params.get('ws_rate_hz'))}/s per editor" if editors else "-"
+        done = f"{number(rest.get('requests_per_s'))} req/s"
         if throughput.get("edits_per_s"):
-            done += f"; {_num(throughput['edits_per_s'])} edits/s"
+            done += f"; {number(throughput['edits_per_s'])} edits/s"
         if rest.get("error_rate") is not None:
             errors += f" (REST {100 * rest['error_rate']:.2f} %)"
         load_name = "users"
     else:
         clients_cell = str(clients)
         rooms_cell = str(params.get("rooms", 1))
-        rate_cell = "-" if scenario == "join" else f"{_num(rate)}/s"
+        rate_cell = "-" if scenario in ("join", "memory") else f"{number(rate)}/s"
         if scenario == "join":
-            done = f"{_num(details.get('joins_per_s'))} joins/s"
+            done = f"{number(details.get('joins_per_s'))} joins/s"
+        elif scenario == "memory":
+            clients_cell = f"{clients} idle + {params.get('documents', 0)} documents"
+            memory: dict[str, Any] = details.get("memory", {})
+            done = (
+                f"{number(memory.get('idle', {}).get('per_connection_kib'))} KiB/connection; "
+                f"{number(memory.get('documents', {}).get('per_document_mib'))} MiB/document"
+            )
         elif throughput:
             done = (
-                f"{_num(throughput.get('edits_per_s'))} edits/s; "
-                f"{_num(throughput.get('messages_in_per_s'))} msgs/s in"
+                f"{number(throughput.get('edits_per_s'))} edits/s; "
+                f"{number(throughput.get('messages_in_per_s'))} msgs/s in"
             )
         else:
             done = "-"
     server: dict[str, Any] = result["server"] if isinstance(result.get("server"), dict) else {}
     return Row(
         source=source,
-        scenario=scenario,
+        # A sweep's steps (bench/sweep.py) get a table and a by-rate plot of their own.
+        scenario=f"{scenario}-sweep" if result.get("sweep") else scenario,
         server=server_kind(result),
         clients=clients_cell,
         rooms=rooms_cell,
@@ -179,13 +187,13 @@ def markdown(
         lines += [f"## {scenario}", ""]
         if meanings.get(scenario):
             lines += [f"Latency: {meanings[scenario]}.", ""]
-        lines += _table(_HEADER, [row.cells() for row in group])
+        lines += markdown_table(_HEADER, [row.cells() for row in group])
         lines += [f"![{name}]({name})" for name in images.get(scenario, [])]
         lines.append("")
     rest = [(source, result) for source, result in results if result.get("scenario") == "rest"]
     if rest:
         lines += ["## REST operations", ""]
-        lines += _table(
+        lines += markdown_table(
             ["result", "series", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"],
             [
                 [f"`{source}`", name, *_series(result.get(name) or {})]
@@ -193,7 +201,7 @@ def markdown(
                 for name in _rest_series(result)
             ],
         )
-        lines += _table(
+        lines += markdown_table(
             ["result", "304", "409 conflicts", "429 limited", "conflict retries", "saves given up"],
             [_outcomes(source, result["details"].get("rest", {})) for source, result in rest],
         )
@@ -207,7 +215,7 @@ def _rest_series(result: dict[str, Any]) -> list[str]:
 
 
 def _series(summary: dict[str, Any]) -> list[str]:
-    return [str(summary.get("count", 0)), *(_num(summary.get(name)) for name in _PERCENTILES)]
+    return [str(summary.get("count", 0)), *(number(summary.get(name)) for name in _PERCENTILES)]
 
 
 def _outcomes(source: str, rest: dict[str, Any]) -> list[str]:
@@ -227,7 +235,7 @@ def _meaning(result: dict[str, Any]) -> str:
     return str(result.get("latency_meaning") or "").rstrip(".")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -236,7 +244,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _num(value: object) -> str:
+def number(value: object) -> str:
     """A number as a table shows it: thousands separated, at most 3 significant decimals."""
     if value is None:
         return "-"
@@ -274,13 +282,16 @@ def write_report(paths: list[Path], out: Path) -> Path:
     for index, ((source, result), row) in enumerate(zip(results, rows, strict=True), start=1):
         name = f"timeline-{index:02d}-{_slug(row.scenario)}-{_slug(row.server)}.png"
         title = (
-            f"{row.scenario} on {row.server}: {row.clients}, {_num(row.duration_s)} s ({source})"
+            f"{row.scenario} on {row.server}: {row.clients}, {number(row.duration_s)} s ({source})"
         )
         if plots.latency_over_time(result, out / name, title=title):
             images[row.scenario].append(name)
     for scenario, group in by_scenario(rows).items():
         name = f"by-load-{_slug(scenario)}.png"
-        if plots.percentiles_by_load(group, out / name, title=f"{scenario}: latency by load"):
+        timed = any(row.latency.get("p50") is not None for row in group)  # memory times nothing
+        if timed and plots.percentiles_by_load(
+            group, out / name, title=f"{scenario}: latency by load"
+        ):
             images[scenario].insert(0, name)
     report = out / "report.md"
     report.write_text(markdown(results, rows, images))
