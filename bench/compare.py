@@ -18,7 +18,6 @@ The run is bounded: at most 4 servers x 6 scenarios, each run bounded in time by
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shlex
 import sys
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from bench import event_loop
 from bench.comparison import Context, compare_markdown
 from bench.config import PEER_SCENARIOS, SERVER_KINDS, BenchConfig
 from bench.cores import CoreSplit, available_cores, driver_pinned, split_cores
@@ -283,7 +283,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"compare: {cores.describe()}", file=sys.stderr)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with driver_pinned(cores.driver):
-        outcome = asyncio.run(run_compare(plan, cores, log=sys.stderr))
+        outcome = event_loop.run(run_compare(plan, cores, log=sys.stderr))
     path = write_compare(plan, cores, outcome, started)
     print(f"wrote {path}, {plan.folder / 'report.md'} and {len(outcome.report_inputs)} results")
     return 1 if outcome.failed else 0

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from bench import event_loop
 from bench.config import BenchConfig, config_from_args
 from bench.run import Run
 from bench.scenarios.broadcast import broadcast
@@ -153,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"bpmn-collab bench: {exc}", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(run_bench(config))
+        result = event_loop.run(run_bench(config))
     except CollabError as exc:
         print(f"bpmn-collab bench: {exc.detail}", file=sys.stderr)
         return 2

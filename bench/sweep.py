@@ -16,7 +16,6 @@ server, and the summary says the results may carry state.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
+from bench import event_loop
 from bench.config import MAX_CLIENTS, SERVER_KINDS, BenchConfig, cpu_list
 from core.errors import CollabError
 
@@ -289,7 +289,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"bpmn-collab bench sweep: {exc}", file=sys.stderr)
         return 2
-    summary = asyncio.run(run_sweep(plan))
+    summary = event_loop.run(run_sweep(plan))
     print(summary["text"])
     print(f"  wrote {plan.summary_path} and the step results beside it")
     return 0 if summary["steps"] and summary["steps"][0]["verdict"] != "failed" else 1
