@@ -6,7 +6,7 @@ fan-out waits (bench/README.md measured the p99 of 1,000 editors doubling in sna
 waves). In a process of its own it holds nothing of the server's; niced, it also yields the
 CPU to the event loop whenever both want the same core, and takes what the rooms leave.
 
-:class:`ProcessCpuPool` is that process (started on first use, from a forkserver that has
+:class:`ProcessCpuPool` is that process (started with the server, from a forkserver that has
 the rendering modules imported already, so a restart costs milliseconds).
 :class:`ThreadCpuPool` runs the same functions in threads: for tests of pure logic, and
 for ``SNAPSHOT_WORKER_PROCESSES=0``. Jobs are top-level functions of picklable values
@@ -67,6 +67,10 @@ class ProcessCpuPool:
         self.restarts = 0
 
     async def __aenter__(self) -> Self:
+        # Start the forkserver and the worker now, during start-up: the forkserver imports
+        # the rendering modules at the server's own priority, which would otherwise stall
+        # the live rooms for a few hundred milliseconds when the first snapshot comes.
+        await self.run(os.getpid)
         return self
 
     async def __aexit__(
