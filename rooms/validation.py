@@ -193,15 +193,18 @@ class StructureGuard:
         self._recording = False
         self._touched: dict[tuple[str, str], None] = {}  # ordered set of (root, entry key)
         self._old: dict[tuple[str, tuple[str, ...], str], object] = {}
+        # Subscribed on the integrated (Rust) types, so the callback gets yrs' own events and
+        # reads only their path and keys: pycrdt's observe_deep wraps every event first,
+        # reading its target and converting every value, a tenth of a busy worker's time.
         self._subscriptions = [
-            (root, root.observe_deep(partial(self._record, name)))
+            root.integrated.observe_deep(partial(self._record, name))
             for name, root in self._roots.items()
         ]
 
     def close(self) -> None:
         """Stop observing the document."""
-        for root, subscription in self._subscriptions:
-            root.unobserve(subscription)
+        for subscription in self._subscriptions:
+            subscription.drop()
         self._subscriptions.clear()
 
     @contextmanager
@@ -220,9 +223,17 @@ class StructureGuard:
             return
         for event in events:
             path = tuple(str(part) for part in event.path)
-            for name, change in event.keys.items():
+            keys = getattr(event, "keys", None)
+            if not isinstance(keys, dict):
+                # Not a map's event (a client put a Y.Array or Y.Text somewhere): the entry
+                # it sits in is checked all the same.
+                if path:
+                    self._touched[(root, path[0])] = None
+                continue
+            for name, change in keys.items():
                 self._touched[(root, path[0] if path else name)] = None
                 old = change.get("oldValue", _MISSING)
+                # Shared types come raw here; they are not restorable either way.
                 if old is not _MISSING and _restorable(old):
                     self._old.setdefault((root, path, name), old)
 
