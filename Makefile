@@ -37,7 +37,8 @@ studio: $(STUDIO_STAMP)
 
 studio-if-node:
 	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory studio; \
+		$(MAKE) --no-print-directory studio \
+			|| echo "The studio could not be built (Node.js 20.19+ is needed); the server runs without it"; \
 	else \
 		echo "Node.js not found: the studio is not built (/studio says how to build it)"; \
 	fi
