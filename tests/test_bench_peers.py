@@ -17,8 +17,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -41,11 +39,9 @@ from bench.main import run_bench, summary
 from bench.seed import element_count, seed_from_xml
 from bench.servers import (
     NODE_SCRIPTS,
-    ServerFailed,
+    PEERS_DIR,
     ServerProcess,
     describe,
-    install_node_packages,
-    node_packages_current,
 )
 from bench.target import PeerTarget, SetupFailed, TargetRefused
 from bench.wire import UPDATE_PREFIX, Y_WIRE, HocuspocusWire, Refused
@@ -61,10 +57,10 @@ from rooms.protocol import (
     decode_message,
     encode_message,
 )
+from tests.fixtures.node import node_tools, npm_ci
 from tests.fixtures.services import service_missing
 
 PEERS = ("pycrdt-websocket", "y-websocket", "hocuspocus")
-MIN_NODE_MAJOR = 18
 
 # --- the Hocuspocus codec -------------------------------------------------------------------
 
@@ -358,23 +354,8 @@ def test_servers_bind_only_loopback() -> None:
 @pytest.fixture(scope="session")
 def node_packages() -> None:
     """Node.js and the packages of ``bench/peers``, installed from the lockfile if needed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        service_missing("Node.js", "`node` and `npm` must be on PATH for the Node peers")
-    version = subprocess.run(
-        [node, "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    try:
-        major = int(version.lstrip("v").split(".")[0])
-    except ValueError:
-        major = 0
-    if major < MIN_NODE_MAJOR:
-        service_missing("Node.js", f"Node {MIN_NODE_MAJOR}+ is needed, {node} is {version!r}")
-    if not node_packages_current():
-        try:
-            install_node_packages()
-        except ServerFailed as exc:
-            service_missing("the bench peers' npm packages", exc.detail)
+    _, npm = node_tools("the Node peers")
+    npm_ci(npm, PEERS_DIR, "the bench peers' npm packages", timeout_s=300)
 
 
 def _needs(kind: str, request: pytest.FixtureRequest) -> None:

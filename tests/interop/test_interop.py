@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,12 +32,11 @@ from bpmn.render import render
 from server.documents import room_key
 from server.services import Services
 from tests.fixtures.live_server import LiveServer, make_settings, run_server, unique_org
-from tests.fixtures.services import service_missing
+from tests.fixtures.node import node_tools, npm_ci
 from tests.samples import REFERENCE
 
 HERE = Path(__file__).resolve().parent
 CLIENT = HERE / "client.mjs"
-MIN_NODE_MAJOR = 18
 CLIENT_TIMEOUT_MS = 20_000  # each client gives up (exit 1, with what it still waited for)
 WAIT_S = CLIENT_TIMEOUT_MS / 1000 + 10  # the test gives up on a client that does not even do that
 ROOTS = ("meta", "elements", "di", "raw")
@@ -68,32 +65,8 @@ NEW_SHAPE = "Shape_interop_carol"
 @pytest.fixture(scope="session")
 def node() -> str:
     """The ``node`` executable, with the interop packages installed from the lockfile."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        service_missing("Node.js", "`node` and `npm` must be on PATH for the Yjs interop tests")
-    version = subprocess.run(
-        [node, "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    try:
-        major = int(version.lstrip("v").split(".")[0])
-    except ValueError:
-        major = 0
-    if major < MIN_NODE_MAJOR:
-        service_missing("Node.js", f"Node {MIN_NODE_MAJOR}+ is needed, {node} is {version!r}")
-    installed = HERE / "node_modules" / ".package-lock.json"  # written by npm ci / install
-    lockfile = HERE / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lockfile.stat().st_mtime:
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            output = (result.stdout + result.stderr).strip()[-2000:]
-            service_missing("the interop npm packages", f"`npm ci` in {HERE} failed:\n{output}")
+    node, npm = node_tools("the Yjs interop tests")
+    npm_ci(npm, HERE, "the interop npm packages", timeout_s=300)
     return node
 
 
