@@ -48,7 +48,7 @@ window.probe = {
     return !!e && e.source?.id === source && e.target?.id === target
   },
   selected: () => window.studio.modeler.get('selection').get().map((e) => e.id),
-  status: () => document.getElementById('status').dataset.status,
+  status: () => document.getElementById('status')?.dataset.status,
   sees: (user, id) =>
     !!document.querySelector(`.collab-cursor[data-user="${user}"]`) &&
     !!document.querySelector(`.collab-selection[data-user="${user}"][data-element="${id}"]`),
@@ -115,11 +115,11 @@ class Editor:
     async def open(self, live: LiveServer, diagram_id: str, token: str) -> None:
         await self.page.goto(f"{live.url}/studio/{diagram_id}#token={token}")
         await self.page.wait_for_function(
-            "['ready', 'failed'].includes(document.getElementById('app').dataset.state)",
+            "['ready', 'failed'].includes(document.getElementById('app')?.dataset.state)",
             timeout=READY_MS,
         )
         state = await self.page.evaluate(
-            "({state: document.getElementById('app').dataset.state,"
+            "({state: document.getElementById('app')?.dataset.state,"
             " problem: window.studio.problem, error: window.studio.importError,"
             " errors: window.studio.errors})"
         )
@@ -144,8 +144,9 @@ class Editor:
 
     async def until(self, name: str, *args: Any, timeout_ms: int = SEEN_WITHIN_MS) -> float:
         """Wait until ``window.probe[name](...args)`` holds; the seconds it took."""
+        # Null-safe: a predicate that throws (the page not there yet) ends the wait at once.
         return await self.wait_until(
-            "([name, args]) => window.probe[name](...args)", [name, args], timeout_ms=timeout_ms
+            "([name, args]) => window.probe?.[name]?.(...args)", [name, args], timeout_ms=timeout_ms
         )
 
     async def wait_until(
@@ -590,7 +591,7 @@ async def test_an_expired_room_token_is_renewed_and_the_room_rejoined(
     await a.page.route("**/collaborate", forge, times=1)
     await a.js("window.studio.connection.provider.ws.close()")  # the connection drops
     await a.wait_until(
-        "document.getElementById('problem').dataset.code === '4401'", timeout_ms=10_000
+        "document.getElementById('problem')?.dataset.code === '4401'", timeout_ms=10_000
     )
     await a.wait_until("window.probe.status() === 'connected'", timeout_ms=10_000)
     assert "token" in await a.page.locator("#problem").inner_text()
@@ -610,7 +611,7 @@ async def test_a_missing_diagram_says_so(live: LiveServer, editors: Any) -> None
         f"{live.url}/studio/00000000-0000-4000-8000-000000000000#token={live.token(user='ada')}"
     )
     await a.wait_until(
-        "document.getElementById('app').dataset.state === 'failed'", timeout_ms=10_000
+        "document.getElementById('app')?.dataset.state === 'failed'", timeout_ms=10_000
     )
     problem = a.page.locator("#problem")
     assert "does not exist" in await problem.inner_text()
@@ -629,7 +630,7 @@ async def test_a_forbidden_room_says_so(tmp_path: Path, editors: Any) -> None:
         a = await editors("ada")
         await a.page.goto(f"{live.url}/studio/{diagram_id}#token={ada_token}")
         await a.wait_until(
-            "document.getElementById('problem').dataset.code === '4403'", timeout_ms=10_000
+            "document.getElementById('problem')?.dataset.code === '4403'", timeout_ms=10_000
         )
         assert "forbidden" in await a.page.locator("#problem").inner_text()
         assert await a.probe("status") == "closed"
@@ -648,19 +649,19 @@ async def test_the_list_creates_opens_renames_searches_and_deletes(
     a = await editors("ada")
     page = a.page
     await page.goto(f"{live.url}/studio/#token={ada_token}")
-    await page.wait_for_function("document.getElementById('app').dataset.state === 'list-ready'")
+    await page.wait_for_function("document.getElementById('app')?.dataset.state === 'list-ready'")
     assert await page.locator("#diagrams tbody tr").count() == 1
 
     # Create: the new diagram opens in the editor.
     await page.fill("#new-title", "Order handling")
     await page.click("#create button")
     await page.wait_for_url(f"{live.url}/studio/*")
-    await page.wait_for_function("document.getElementById('app').dataset.state === 'ready'")
+    await page.wait_for_function("document.getElementById('app')?.dataset.state === 'ready'")
     assert await page.locator("#title").inner_text() == "Order handling"
 
     # Back to the list: rename (a prompt), search, delete (a confirmation).
     await page.click("a.back")
-    await page.wait_for_function("document.getElementById('app').dataset.state === 'list-ready'")
+    await page.wait_for_function("document.getElementById('app')?.dataset.state === 'list-ready'")
     row = page.locator("#diagrams tbody tr", has_text="Order handling")
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("Order fulfilment")))
     await row.locator("[data-action=rename]").click()
@@ -691,7 +692,7 @@ async def test_restoring_a_version_reaches_every_window(live: LiveServer, editor
         await b.until("named", start, "Version two")
         # The room's snapshot makes version 2; the page shows it as saved.
         await a.wait_until(
-            "document.getElementById('saved').dataset.version === '2'", timeout_ms=30_000
+            "document.getElementById('saved')?.dataset.version === '2'", timeout_ms=30_000
         )
 
         await a.page.click("#history-toggle")
@@ -702,7 +703,7 @@ async def test_restoring_a_version_reaches_every_window(live: LiveServer, editor
         await a.until("named", start, None, timeout_ms=10_000)
         await b.until("named", start, None, timeout_ms=10_000)
         await a.wait_until(
-            "document.getElementById('saved').dataset.version === '3'", timeout_ms=10_000
+            "document.getElementById('saved')?.dataset.version === '3'", timeout_ms=10_000
         )
         summary = (await client.get(f"/api/diagrams/{diagram_id}/summary")).json()
         assert summary["version"] >= 3
