@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio
 
 from server.documents import room_key
 from server.services import ServiceOverrides
 from server.settings import Settings
-from server.snapshot_lock import LocalSnapshotLock
+from server.snapshot_lock import LocalSnapshotLock, RedisSnapshotLock
 from tests.fixtures.live_server import LiveServer, make_settings, run_server, unique_org
 from tests.fixtures.ypeer import joined, room_token
 from tests.test_crash_recovery import Typists, typed
@@ -112,3 +113,29 @@ async def test_a_reset_on_one_worker_closes_the_rooms_clients_on_the_others(
             # Worker a has no room open; its save replaced the document (epoch moved).
             await a.app.state.services.fanout.reset(key, a.app.state.services.rooms.room(key))
             assert await bob.wait_closed() == 4409
+
+
+# --- the Redis lock itself ------------------------------------------------------------------
+
+
+async def test_a_held_lock_is_renewed_and_a_dead_holders_lock_runs_out(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    room = f"room-{unique_org()}"
+    prefix = f"test-lock-{unique_org()}:"
+    holder = RedisSnapshotLock(redis_client, ttl_s=0.3, prefix=prefix)
+    other = RedisSnapshotLock(redis_client, ttl_s=0.3, prefix=prefix)
+    assert await holder.acquire(room)
+    await asyncio.sleep(1.0)  # three lifetimes: renewed all along
+    assert not await other.acquire(room)
+    await holder.release(room)
+    assert await other.acquire(room)
+    await other.release(room)
+
+    # A holder that died (its renewals stopped) blocks the others for one lifetime only.
+    assert await holder.acquire(room)
+    holder._renewals.pop(room).cancel()
+    assert not await other.acquire(room)
+    await asyncio.sleep(0.5)
+    assert await other.acquire(room)
+    await other.release(room)
