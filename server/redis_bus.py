@@ -41,12 +41,16 @@ class RedisBus:
         prefix: str = CHANNEL_PREFIX,
         worker_id: str | None = None,
         reconnect_cap_s: float = 1.0,
+        resync_again_s: float = 1.5,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
         self.metrics = BusMetrics()
         self._redis = client
         self._prefix = prefix
         self._reconnect_cap_s = reconnect_cap_s
+        # Longer than the reconnect backoff's cap: by then every worker that lost Redis
+        # when this one did has subscribed again.
+        self._resync_again_s = resync_again_s
         self._links: dict[str, RoomLink] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
@@ -174,16 +178,21 @@ class RedisBus:
 
     def _resync_all(self) -> None:
         for link in list(self._links.values()):
-            task = asyncio.create_task(_resync(link))
+            task = asyncio.create_task(_resync(link, again_after_s=self._resync_again_s))
             self._resyncs.add(task)
             task.add_done_callback(self._resyncs.discard)
 
 
-async def _resync(link: RoomLink) -> None:
-    try:
-        await link.resync()
-    except Exception:
-        log.exception("a room could not resync after the bus reconnected")
+async def _resync(link: RoomLink, *, again_after_s: float) -> None:
+    # Twice: the other workers reconnect at their own times, and a resync request or an
+    # update sent before one of them subscribed again is lost to it. The second round, when
+    # every worker is back, trades whatever the first could not.
+    for delay in (0.0, again_after_s):
+        await asyncio.sleep(delay)
+        try:
+            await link.resync()
+        except Exception:
+            log.exception("a room could not resync after the bus reconnected")
 
 
 def _text(value: bytes | str) -> str:
