@@ -7,6 +7,7 @@ Both formats carry the connection, room and user a line is about when one is bou
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import IO
@@ -17,6 +18,22 @@ from server.log_context import ContextFilter, fields_of
 
 # Short names in plain lines: people read them next to the message.
 _PLAIN_NAMES = {"connection_id": "conn", "room": "room", "user_id": "user"}
+
+
+# y-websocket sends the room token as a query parameter (its `params`), and uvicorn logs
+# every WebSocket's URL: a token in a log is a credential anyone with the logs can use.
+_SECRET_QUERY_VALUE = re.compile(r"([?&](?:access_)?token=)[^&\s\"']+")
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces token values in query strings with ``[redacted]``, whoever logs them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Formatted once here: the formatters then find no arguments left to apply.
+        message = record.getMessage()
+        record.msg = _SECRET_QUERY_VALUE.sub(r"\1[redacted]", message)
+        record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,6 +69,7 @@ def log_handler(*, json_lines: bool, stream: IO[str] | None = None) -> logging.H
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactSecrets())
     return handler
 
 

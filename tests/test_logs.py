@@ -82,6 +82,42 @@ async def test_a_websocket_session_logs_its_ids_as_json(
     assert {"time", "level", "logger", "message"} <= set(opened)
 
 
+async def test_room_tokens_in_websocket_urls_never_reach_the_log(
+    tmp_path: Path, json_lines: io.StringIO
+) -> None:
+    uvicorn_lines = logging.getLogger("uvicorn.error")
+    async with run_server(make_settings(tmp_path / "data")) as live:
+        # The test server logs uvicorn at WARNING; production at INFO, where URLs show.
+        level = uvicorn_lines.level
+        uvicorn_lines.setLevel(logging.INFO)
+        try:
+            async with live.user_client(user="ada") as client:
+                diagram_id = await new_diagram(client)
+                url, token = await room_token(client, diagram_id)
+            async with joined(url, diagram_id, token) as peer:
+                await peer.edit(rename(task_ids(peer)[0], "Secret kept"))
+        finally:
+            uvicorn_lines.setLevel(level)
+    written = json_lines.getvalue()
+    assert "token=[redacted]" in written
+    assert token not in written
+
+
+def test_token_values_are_redacted_from_query_strings_only() -> None:
+    def written(message: str, *args: object) -> str:
+        buffer = io.StringIO()
+        log_handler(json_lines=False, stream=buffer).handle(
+            logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, message, args, None)
+        )
+        return buffer.getvalue().rstrip("\n")
+
+    url = "/collab/d1?a=1&token=eyJ.x-y.z&b=2"
+    assert written('%s - "WebSocket %s" %d', "127.0.0.1:5", url, 101).endswith(
+        '127.0.0.1:5 - "WebSocket /collab/d1?a=1&token=[redacted]&b=2" 101'
+    )
+    assert written("token=abc ?access_token=s3").endswith("token=abc ?access_token=[redacted]")
+
+
 def record(message: str = "hello") -> logging.LogRecord:
     made = logging.LogRecord("test", logging.INFO, __file__, 1, message, None, None)
     log_context.ContextFilter().filter(made)
