@@ -27,7 +27,7 @@ from persistence.sqlite_update_log import SqliteUpdateLog
 from persistence.update_log import UpdateLog
 from rooms.limits import Limits
 from rooms.registry import RoomRegistry
-from server.auth import load_or_create_secret
+from server.auth import UserTokenVerifier, load_or_create_secret
 from server.bus import Bus, InProcessBus
 from server.cpu_pool import CpuPool, ProcessCpuPool, ThreadCpuPool
 from server.documents import DocumentLoader
@@ -72,6 +72,7 @@ class Services:
     bus: Bus
     fanout: Fanout
     auth_leeway_s: int
+    user_tokens: UserTokenVerifier
     redis: aioredis.Redis | None = None
     _known_principals: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
     outbox: OutboxProcessor | None = None
@@ -231,6 +232,7 @@ async def open_services(
             bus=bus,
             fanout=fanout,
             auth_leeway_s=settings.auth.leeway_s,
+            user_tokens=UserTokenVerifier(secret, leeway_s=settings.auth.leeway_s),
             redis=redis_client,
             outbox=outbox,
         )

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from core.errors import PermissionDenied
 from persistence.models import Principal
-from server.auth import bearer_token, verify_user_token
+from server.auth import bearer_token
 from server.services import Services
 
 
@@ -19,7 +19,7 @@ def services_of(request: Request) -> Services:
 async def caller(request: Request) -> tuple[Services, Principal]:
     services = services_of(request)
     token = bearer_token(request.headers.get("authorization"))
-    principal = verify_user_token(services.jwt_secret, token, leeway_s=services.auth_leeway_s)
+    principal = services.user_tokens(token)
     await services.remember_principal(principal)
     return services, principal
 
