@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=max(16 * 1024 * 1024, settings.ws.max_message_bytes * 2),
         ws_per_message_deflate=settings.ws.permessage_deflate,
         proxy_headers=True,
+        timeout_keep_alive=settings.server.keep_alive_s,
         timeout_graceful_shutdown=10,
     )
     return 0

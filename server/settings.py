@@ -32,6 +32,10 @@ class ServerSettings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
+    # Idle HTTP keep-alive: longer than clients and proxies keep idle connections, so the
+    # server is not the side that closes one just as a request comes down it (uvicorn's
+    # 5 s made 1,000 REST users reconnect every few requests, bench/README.md).
+    keep_alive_s: int = Field(30, ge=1, le=3600)
     data_dir: Path = Path("data")
     # The studio's built files (``studio/dist`` of the source tree unless set).
     studio_dir: Path = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,12 +104,26 @@ def test_bad_configuration_fails_fast_with_a_clear_message(tmp_path: Path) -> No
     assert "REDIS_URL" in result.stderr
 
 
+def idle_connection_closed_within(port: int, *, seconds: float) -> bool:
+    """Whether the server closes a kept-alive connection, idle after one answer, in time."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            answer += connection.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        try:
+            return connection.recv(4096) == b""
+        except TimeoutError:
+            return False
+
+
 def test_serve_starts_on_the_embedded_default_and_shares_the_token_secret(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
         [*CLI, "serve", "--port", str(port)],
         cwd=tmp_path,
-        env=clean_env(),
+        env={**clean_env(), "SERVER_KEEP_ALIVE_S": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -133,6 +148,7 @@ def test_serve_starts_on_the_embedded_default_and_shares_the_token_secret(tmp_pa
         )
         assert created.status_code == 201, created.text
         assert (tmp_path / "data" / "bpmn-collab.db").is_file()
+        assert idle_connection_closed_within(port, seconds=4)
     finally:
         process.send_signal(signal.SIGINT)
         try:
