@@ -6,14 +6,17 @@ leave the document structurally valid for ``docs/crdt-schema.md``.
 
 Checking: rendering the whole document after each update would be exact but far too slow (about
 a second for 10,000 elements), so :class:`StructureGuard` observes the root maps deeply while an
-update is applied and checks only the entries that transaction touched: an entry is a ``Map``;
-``type`` a non-empty string and ``parent`` a string (``xml`` and ``parent`` for ``raw``);
-``order``, ``ext``, ``element`` strings; ``anon`` a boolean; ``attrs``/``text``/``body``/
-``labelAttrs``/``font`` Maps of strings; ``bounds`` four finite numbers, ``label`` null or zero
-or four, ``waypoints`` a list of ``[x, y]``; the ``meta`` fields as the schema says. Keys the
-schema does not name are left alone (a newer studio may add some; ``read`` ignores them), and so
-is what only ``render``'s repair pass can judge across entries (a missing parent, a cycle, a bad
-order key): render repairs those without failing.
+update is applied and checks only what that transaction touched: a whole entry when the
+transaction set or replaced it, otherwise only the fields it changed (every entry was valid
+before, and no rule spans two fields; a rename then reads one field, not a dozen).
+
+The rules: an entry is a ``Map``; ``type`` a non-empty string and ``parent`` a string (``xml`` and
+``parent`` for ``raw``); ``order``, ``ext``, ``element`` strings; ``anon`` a boolean;
+``attrs``/``text``/``body``/``labelAttrs``/``font`` Maps of strings; ``bounds`` four finite
+numbers, ``label`` null or zero or four, ``waypoints`` a list of ``[x, y]``; the ``meta`` fields as
+the schema says. Keys the schema does not name are left alone (a newer studio may add some; ``read``
+ignores them), and so is what only ``render``'s repair pass can judge across entries (a missing
+parent, a cycle, a bad order key): render repairs those without failing.
 
 Repairing: the update has been applied by the time it can be checked, and Yjs cannot take it
 back; other clients must also see exactly the server's state. So a touched entry that breaks the
@@ -191,7 +194,9 @@ class StructureGuard:
             zip((META, ELEMENTS, DI, RAW), root_maps(doc), strict=True)
         )
         self._recording = False
-        self._touched: dict[tuple[str, str], None] = {}  # ordered set of (root, entry key)
+        # (root, entry key) -> the entry's fields the transaction changed, or None when it set
+        # the entry itself (check all of it); in the order they were first touched.
+        self._touched: dict[tuple[str, str], set[str] | None] = {}
         self._old: dict[tuple[str, tuple[str, ...], str], object] = {}
         # Subscribed on the integrated (Rust) types, so the callback gets yrs' own events and
         # reads only their path and keys: pycrdt's observe_deep wraps every event first,
@@ -225,17 +230,32 @@ class StructureGuard:
             path = tuple(str(part) for part in event.path)
             keys = getattr(event, "keys", None)
             if not isinstance(keys, dict):
-                # Not a map's event (a client put a Y.Array or Y.Text somewhere): the entry
-                # it sits in is checked all the same.
+                # Not a map's event (a client put a Y.Array or Y.Text somewhere): what it
+                # sits in is checked all the same.
                 if path:
-                    self._touched[(root, path[0])] = None
+                    self._touch(root, path[0], path[1] if len(path) > 1 else None)
                 continue
             for name, change in keys.items():
-                self._touched[(root, path[0] if path else name)] = None
+                if not path:
+                    self._touch(root, name, None)
+                else:
+                    self._touch(root, path[0], path[1] if len(path) > 1 else name)
                 old = change.get("oldValue", _MISSING)
                 # Shared types come raw here; they are not restorable either way.
                 if old is not _MISSING and _restorable(old):
                     self._old.setdefault((root, path, name), old)
+
+    def _touch(self, root: str, key: str, field: str | None) -> None:
+        """Note that ``field`` of entry ``key`` changed; ``None``: the entry itself did."""
+        where = (root, key)
+        if field is None:
+            self._touched[where] = None
+            return
+        fields = self._touched.get(where, _MISSING)
+        if fields is _MISSING:
+            self._touched[where] = {field}
+        elif fields is not None:
+            fields.add(field)
 
     # --- checking --------------------------------------------------------------------------
 
@@ -243,21 +263,23 @@ class StructureGuard:
         """The corrections the last watched transactions need; empty when all is well."""
         fixes: list[Fix] = []
         with self._doc.transaction():
-            for root, key in self._touched:
+            for (root, key), fields in self._touched.items():
                 if root == META:
                     fixes += self._check_field(META, (), key, self._roots[META], entry=False)
                 else:
-                    fixes += self._check_entry(root, key)
+                    fixes += self._check_entry(root, key, fields)
         return fixes
 
-    def _check_entry(self, root: str, key: str) -> list[Fix]:
+    def _check_entry(self, root: str, key: str, fields: set[str] | None) -> list[Fix]:
         entry = self._roots[root].get(key, _MISSING)
         if entry is _MISSING:
             return []  # deleting an entry is always allowed
         if not isinstance(entry, Map):
             return [Fix(root, (), key)]
+        spec = _SPECS[root]
+        names = spec if fields is None else [name for name in spec if name in fields]
         fixes: list[Fix] = []
-        for name in _SPECS[root]:
+        for name in names:
             found = self._check_field(root, (key,), name, entry, entry=True)
             if any(fix.path == () for fix in found):
                 return found  # the entry goes: nothing else to fix in it

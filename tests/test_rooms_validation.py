@@ -137,6 +137,31 @@ def test_bad_changes_are_repaired(edit: Edit, expected: list[str]) -> None:
     assert [w.message for w in read(server).warnings if "not a slot" not in w.message] == []
 
 
+def test_a_changed_field_is_checked_alone_and_a_set_entry_whole() -> None:
+    server = loaded_doc("a")
+    # A flaw the guard did not see made (it was not watching): it stays unread while only
+    # other fields of its entry change, and is found once the entry itself is set again.
+    elements(server)["a"]["anon"] = "not a flag"
+    guard = StructureGuard(server)
+    client: Doc[Any] = Doc()
+    client.apply_update(server.get_update())
+
+    def change(edit: Edit) -> list[str]:
+        state = client.get_state()
+        with client.transaction():
+            edit(client)
+        with guard.watch():
+            server.apply_update(client.get_update(state))
+        return ["/".join((fix.root, *fix.path, fix.name)) for fix in guard.fixes()]
+
+    assert change(put("elements", "a", "attrs", "name", value="renamed")) == []
+    assert change(put("elements", "a", "type", value="")) == ["elements/a/type"]
+    assert change(put("elements", "a", value=task("A"))) == []
+    flawed = Map({"type": "bpmn:task", "parent": "", "anon": 1})
+    assert change(put("elements", "a", value=flawed)) == ["elements/a/anon"]
+    guard.close()
+
+
 def test_a_repair_leaves_the_rest_of_the_same_update_in_place() -> None:
     def edit(doc: Doc[Any]) -> None:
         elements(doc)["good"] = task("Good")
