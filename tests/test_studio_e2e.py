@@ -20,6 +20,7 @@ import httpx
 import pytest
 from lxml import etree
 
+from server.documents import room_key
 from tests.fixtures.live_server import LiveServer, make_settings, run_server, unique_org
 from tests.samples import reference_files
 
@@ -249,6 +250,32 @@ def one(root: etree._Element, path: str, element_id: str) -> etree._Element | No
     nodes = [node for node in found if isinstance(node, etree._Element)]
     assert len(nodes) <= 1, f"{path} finds {len(nodes)} nodes for {element_id}"
     return nodes[0] if nodes else None
+
+
+async def ada_on_a_new_diagram(
+    live: LiveServer, editors: Any, title: str
+) -> tuple[str, str, str, Editor]:
+    """A new organization's user ``ada`` with a new diagram open in her window:
+    ``(org, ada's token, diagram id, her window)``."""
+    org = unique_org()
+    token = live.token(user="ada", org=org)
+    async with live.client(token) as client:
+        diagram_id = await create_diagram(client, title=title)
+    window = await editors("ada")
+    await window.open(live, diagram_id, token)
+    return org, token, diagram_id, window
+
+
+async def rename_reaches_the_room(
+    window: Editor, live: LiveServer, token: str, diagram_id: str, name: str
+) -> None:
+    """Rename the start event in ``window``; return once the live room holds the name."""
+    start = cast(str, await window.probe("first", "bpmn:StartEvent"))
+    await window.js(STEP, f"md.updateLabel(get({start!r}), {name!r})")
+    async with live.client(token) as client:
+        await saved_xml(
+            client, diagram_id, lambda root: name.encode() in etree.tostring(root), fresh=True
+        )
 
 
 # --- two editors, live --------------------------------------------------------------------------
@@ -573,12 +600,7 @@ async def test_a_viewer_watches_read_only(live: LiveServer, editors: Any) -> Non
 async def test_an_expired_room_token_is_renewed_and_the_room_rejoined(
     live: LiveServer, editors: Any
 ) -> None:
-    org = unique_org()
-    ada_token = live.token(user="ada", org=org)
-    async with live.client(ada_token) as client:
-        diagram_id = await create_diagram(client, title="Tokens")
-    a = await editors("ada")
-    await a.open(live, diagram_id, ada_token)
+    _, ada_token, diagram_id, a = await ada_on_a_new_diagram(live, editors, "Tokens")
 
     # The next room token the page gets is refused (4401), as an expired one is.
     async def forge(route: Any) -> None:
@@ -596,12 +618,7 @@ async def test_an_expired_room_token_is_renewed_and_the_room_rejoined(
     await a.wait_until("window.probe.status() === 'connected'", timeout_ms=10_000)
     assert "token" in await a.page.locator("#problem").inner_text()
     # ... and the room works again.
-    start = cast(str, await a.probe("first", "bpmn:StartEvent"))
-    await a.js(STEP, f"md.updateLabel(get({start!r}), 'After renewal')")
-    async with live.client(ada_token) as client:
-        await saved_xml(
-            client, diagram_id, lambda root: b"After renewal" in etree.tostring(root), fresh=True
-        )
+    await rename_reaches_the_room(a, live, ada_token, diagram_id, "After renewal")
     assert not a.errors, a.errors
 
 
@@ -634,6 +651,36 @@ async def test_a_forbidden_room_says_so(tmp_path: Path, editors: Any) -> None:
         )
         assert "forbidden" in await a.page.locator("#problem").inner_text()
         assert await a.probe("status") == "closed"
+
+
+async def test_a_reset_document_asks_to_reload_and_the_reload_rejoins(
+    live: LiveServer, editors: Any
+) -> None:
+    org, ada_token, diagram_id, a = await ada_on_a_new_diagram(live, editors, "Reset")
+
+    # What a save does in the rare case it must replace the document (docs/protocol.md):
+    # a new epoch, and the old epoch's room told so on every worker.
+    services = live.app.state.services
+    epoch = await services.store.bump_epoch(org, diagram_id)
+    old_room = room_key(org, diagram_id, epoch - 1)
+    await services.fanout.reset(old_room, services.rooms.room(old_room))
+
+    await a.wait_until(
+        "document.getElementById('problem')?.dataset.code === '4409'", timeout_ms=10_000
+    )
+    assert await a.probe("status") == "closed"
+    assert "reset" in await a.page.locator("#problem span").inner_text()
+    button = a.page.locator("#problem button")
+    assert await button.inner_text() == "Reload"
+    async with a.page.expect_navigation():
+        await button.click()
+    await a.page.wait_for_function(
+        "document.getElementById('app')?.dataset.state === 'ready'", timeout=READY_MS
+    )
+    # The reload kept the sign-in, joined the new epoch's room, and edits reach it.
+    await rename_reaches_the_room(a, live, ada_token, diagram_id, "After reset")
+    assert services.rooms.room(room_key(org, diagram_id, epoch)) is not None
+    assert not a.errors, a.errors
 
 
 # --- the list and the history --------------------------------------------------------------------
