@@ -233,21 +233,20 @@ class StructureGuard:
                 # Not a map's event (a client put a Y.Array or Y.Text somewhere): what it
                 # sits in is checked all the same.
                 if path:
-                    self._touch(root, path[0], path[1] if len(path) > 1 else None)
+                    self._touch(root, path)
                 continue
             for name, change in keys.items():
-                if not path:
-                    self._touch(root, name, None)
-                else:
-                    self._touch(root, path[0], path[1] if len(path) > 1 else name)
+                self._touch(root, (*path, name))
                 old = change.get("oldValue", _MISSING)
                 # Shared types come raw here; they are not restorable either way.
                 if old is not _MISSING and _restorable(old):
                     self._old.setdefault((root, path, name), old)
 
-    def _touch(self, root: str, key: str, field: str | None) -> None:
-        """Note that ``field`` of entry ``key`` changed; ``None``: the entry itself did."""
-        where = (root, key)
+    def _touch(self, root: str, changed: tuple[str, ...]) -> None:
+        """Note a change at ``changed`` (entry key, field, ...): that field of the entry, or
+        the entry itself when the path ends at it."""
+        where = (root, changed[0])
+        field = changed[1] if len(changed) > 1 else None
         if field is None:
             self._touched[where] = None
             return

@@ -13,7 +13,7 @@ from bpmn.document import read
 from rooms.limits import Limits, Metrics
 from rooms.protocol import MalformedMessage, SyncUpdate, encode_message
 from rooms.room import Room
-from rooms.validation import StructureGuard, adds_content, state_vector
+from rooms.validation import Fix, StructureGuard, adds_content, state_vector
 from tests.test_rooms_support import Peer, content, converged, loaded_doc, shape, task
 
 Edit = Callable[[Doc[Any]], object]
@@ -29,6 +29,11 @@ def di(doc: Doc[Any]) -> Map[Any]:
 
 def meta(doc: Doc[Any]) -> Map[Any]:
     return doc.get("meta", type=Map)
+
+
+def where(fix: Fix) -> str:
+    """``root/path.../name``: what ``fix`` writes."""
+    return "/".join((fix.root, *fix.path, fix.name))
 
 
 def guarded(edit: Edit) -> tuple[Doc[Any], list[str]]:
@@ -48,10 +53,7 @@ def guarded(edit: Edit) -> tuple[Doc[Any], list[str]]:
     fixes = guard.fixes()
     guard.repair(fixes)
     assert guard.fixes() == [] or fixes  # idempotent: the repaired touched entries are fine
-    described = [
-        "/".join((fix.root, *fix.path, fix.name)) + ("" if fix.deletes else f"={fix.value!r}")
-        for fix in fixes
-    ]
+    described = [where(fix) + ("" if fix.deletes else f"={fix.value!r}") for fix in fixes]
     guard.close()
     return server, described
 
@@ -152,7 +154,7 @@ def test_a_changed_field_is_checked_alone_and_a_set_entry_whole() -> None:
             edit(client)
         with guard.watch():
             server.apply_update(client.get_update(state))
-        return ["/".join((fix.root, *fix.path, fix.name)) for fix in guard.fixes()]
+        return [where(fix) for fix in guard.fixes()]
 
     assert change(put("elements", "a", "attrs", "name", value="renamed")) == []
     assert change(put("elements", "a", "type", value="")) == ["elements/a/type"]
